@@ -1,0 +1,60 @@
+"""``mbrl-ros``: the standalone command line (for machines without ros2cli / launch)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _hz(args: argparse.Namespace) -> int:
+    from mbrl_ros.ros import qos
+    from mbrl_ros.ros.spin import spinning_node, wait_for
+    from mbrl_ros.ros.topic_monitor import TopicMonitor, message_type
+
+    with spinning_node("mbrl_ros_hz") as node:
+        monitor = TopicMonitor(node, message_type(args.type), args.topic, qos.JOINT_STATES_SUB)
+        if not wait_for(lambda: monitor.count > 0, args.timeout):
+            print(f"no message on {args.topic} within {args.timeout:g} s", file=sys.stderr)
+            return 1
+        monitor.reset()
+        wait_for(lambda: False, args.seconds)
+        s = monitor.summary()
+    print(
+        f"{args.topic}: {s.rate_hz:.1f} Hz over {s.count} periods; period mean {s.mean_s * 1e3:.3f} ms, "
+        f"sd {s.std_s * 1e3:.3f} ms, p99 {s.p99_s * 1e3:.3f} ms, max {s.max_s * 1e3:.3f} ms"
+    )
+    return 0
+
+
+def _sim_check(args: argparse.Namespace) -> int:
+    from mbrl_ros import sim_check
+
+    return sim_check.main(args.seconds, args.config, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mbrl-ros", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    hz = sub.add_parser("hz", help="measure the rate of a topic (like ros2 topic hz)")
+    hz.add_argument("topic")
+    hz.add_argument("--type", default="sensor_msgs/msg/JointState", help="message type, pkg/msg/Type")
+    hz.add_argument("--seconds", type=float, default=5.0)
+    hz.add_argument("--timeout", type=float, default=10.0, help="how long to wait for a first message")
+    hz.set_defaults(func=_hz)
+
+    check = sub.add_parser("sim-check", help="start sim_node, measure /joint_states rate and drift, stop it")
+    check.add_argument("--seconds", type=float, default=5.0)
+    check.add_argument("--config", default="sim_panda", help="shipped config name or a YAML path")
+    check.add_argument("--json", help="also write the report as JSON to this path")
+    check.set_defaults(func=_sim_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Episodes, replay buffer and rosbag2 I/O (ROS-free)."""

@@ -1,0 +1,189 @@
+"""Pinocchio model of a registered arm and its end-effector kinematics (numpy and batched torch).
+
+:func:`load_arm_model` builds the Pinocchio model from the same URDF the simulator loads, reduced to
+the controlled arm joints (held joints such as the Panda's fingers are locked at their fixed
+positions with ``buildReducedModel``). Joint order equals ``RobotSpec.joint_names``.
+
+:class:`ArmKinematics` gives the world position of the end-effector frame (``RobotSpec.ee_link``, the
+point the simulator reports with ``SimulatedArm.ee_position``) and its translational Jacobian
+``dp/dq`` (``(3, nq)``, Pinocchio's ``LOCAL_WORLD_ALIGNED`` frame Jacobian), plus a batched torch
+forward kinematics over any leading batch shape that agrees with Pinocchio (used by sampling
+planners' costs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pinocchio as pin
+import torch
+
+from mbrl_ros.sim.robots import RobotSpec, robot_spec
+
+_AXES = {"JointModelRX": (1.0, 0.0, 0.0), "JointModelRY": (0.0, 1.0, 0.0), "JointModelRZ": (0.0, 0.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """A Pinocchio model of the controlled arm joints.
+
+    Attributes:
+        spec: the robot description.
+        model: Pinocchio model with ``nq == nv == len(spec.joint_names)`` in command order.
+        ee_frame_id: Pinocchio frame id of ``spec.ee_link``.
+    """
+
+    spec: RobotSpec
+    model: pin.Model
+    ee_frame_id: int
+
+
+def load_arm_model(name: str = "panda") -> ArmModel:
+    """Build the reduced Pinocchio model of a registered robot (held joints locked)."""
+    spec = robot_spec(name)
+    full = pin.buildModelFromUrdf(spec.urdf_path)
+    q_ref = pin.neutral(full)
+    held = dict(spec.held_joints)
+    lock_ids = []
+    for jid in range(1, full.njoints):
+        jname = full.names[jid]
+        if jname in spec.joint_names:
+            continue
+        lock_ids.append(jid)
+        if jname in held:
+            q_ref[full.joints[jid].idx_q] = held[jname]
+    model = pin.buildReducedModel(full, lock_ids, q_ref) if lock_ids else full
+    names = tuple(model.names[1:])
+    if names != spec.joint_names:
+        raise ValueError(f"{spec.urdf_path}: reduced joint order {names} != {spec.joint_names}")
+    if model.nq != model.nv:
+        raise ValueError(f"{spec.name}: only revolute/prismatic 1-dof joints are supported (nq={model.nq}, nv={model.nv})")
+    if not model.existFrame(spec.ee_link):
+        raise ValueError(f"{spec.urdf_path} has no frame {spec.ee_link}")
+    return ArmModel(spec=spec, model=model, ee_frame_id=model.getFrameId(spec.ee_link))
+
+
+class ArmKinematics:
+    """End-effector point kinematics of an arm (numpy via Pinocchio, batched torch twin).
+
+    ``ee_position(q)`` ``(..., nq) -> (..., 3)`` and ``ee_jacobian(q)`` ``(..., nq) -> (..., 3, nq)``
+    call Pinocchio (one call per configuration); ``ee_position_torch(q)`` evaluates the same chain
+    in torch for any batch shape, dtype and device.
+    """
+
+    def __init__(self, arm: ArmModel) -> None:
+        self.arm = arm
+        self.model = arm.model
+        self.data = self.model.createData()
+        self.nq = self.model.nq
+        self.frame_id = arm.ee_frame_id
+        # Serial chain description for the torch twin: per joint the placement in its parent and
+        # the rotation axis, then the end-effector frame placement in its parent joint.
+        parents = [self.model.parents[j] for j in range(1, self.model.njoints)]
+        if parents != list(range(self.model.njoints - 1)):
+            raise ValueError("torch kinematics needs a serial chain")
+        rot, trans, axes = [], [], []
+        for j in range(1, self.model.njoints):
+            jm = self.model.joints[j]
+            kind = jm.shortname()
+            if kind in _AXES:
+                axis = np.array(_AXES[kind])
+            elif kind == "JointModelRevoluteUnaligned":
+                axis = np.asarray(jm.extract().axis, dtype=float)
+            else:
+                raise ValueError(f"torch kinematics supports revolute joints only, got {kind}")
+            placement = self.model.jointPlacements[j]
+            rot.append(placement.rotation.copy())
+            trans.append(placement.translation.copy())
+            axes.append(axis / np.linalg.norm(axis))
+        frame = self.model.frames[self.frame_id]
+        chain_end = frame.parentJoint
+        if chain_end != self.model.njoints - 1:
+            raise ValueError("torch kinematics needs the end-effector frame on the last joint")
+        self._rot = np.stack(rot)
+        self._trans = np.stack(trans)
+        self._axes = np.stack(axes)
+        self._ee_offset = frame.placement.translation.copy()
+        self._ee_rot = frame.placement.rotation.copy()
+        self._torch_cache: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, ...]] = {}
+
+    # ---- numpy (Pinocchio) -------------------------------------------------------------------
+    def ee_position(self, q: np.ndarray) -> np.ndarray:
+        """World position of the end-effector point, ``(..., nq) -> (..., 3)``."""
+        q = np.asarray(q, dtype=float)
+        flat = q.reshape(-1, self.nq)
+        out = np.empty((flat.shape[0], 3))
+        for i, qi in enumerate(flat):
+            pin.forwardKinematics(self.model, self.data, qi)
+            out[i] = pin.updateFramePlacement(self.model, self.data, self.frame_id).translation
+        return out.reshape(q.shape[:-1] + (3,))
+
+    def ee_position_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position ``(..., 3)`` and translational Jacobian ``dp/dq`` ``(..., 3, nq)``."""
+        q = np.asarray(q, dtype=float)
+        flat = q.reshape(-1, self.nq)
+        pos = np.empty((flat.shape[0], 3))
+        jac = np.empty((flat.shape[0], 3, self.nq))
+        for i, qi in enumerate(flat):
+            pin.computeJointJacobians(self.model, self.data, qi)
+            pos[i] = pin.updateFramePlacement(self.model, self.data, self.frame_id).translation
+            jac[i] = pin.getFrameJacobian(self.model, self.data, self.frame_id, pin.LOCAL_WORLD_ALIGNED)[:3]
+        return pos.reshape(q.shape[:-1] + (3,)), jac.reshape(q.shape[:-1] + (3, self.nq))
+
+    def ee_jacobian(self, q: np.ndarray) -> np.ndarray:
+        """Translational Jacobian ``dp/dq`` of the end-effector point, ``(..., nq) -> (..., 3, nq)``."""
+        return self.ee_position_jacobian(q)[1]
+
+    # ---- torch twin ----------------------------------------------------------------------------
+    def _consts(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        key = (dtype, device)
+        if key not in self._torch_cache:
+            as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+            self._torch_cache[key] = (as_t(self._rot), as_t(self._trans), as_t(self._axes), as_t(self._ee_offset))
+        return self._torch_cache[key]
+
+    def ee_position_torch(self, q: torch.Tensor) -> torch.Tensor:
+        """Batched forward kinematics in torch, ``(..., nq) -> (..., 3)`` (agrees with Pinocchio)."""
+        rot, trans, axes, ee_offset = self._consts(q.dtype, q.device)
+        batch = q.shape[:-1]
+        qf = q.reshape(-1, self.nq)
+        c, s = torch.cos(qf), torch.sin(qf)
+        R = None
+        p = None
+        for j in range(self.nq):
+            # R_j = R_{j-1} Rplace_j Rot(axis_j, q_j); p_j = p_{j-1} + R_{j-1} t_j.
+            if R is None:
+                Rp = rot[j].expand(qf.shape[0], 3, 3)
+                p = trans[j].expand(qf.shape[0], 3)
+            else:
+                Rp = R @ rot[j]
+                p = p + R @ trans[j]
+            R = _rotate_about_axis(Rp, axes[j], c[:, j], s[:, j])
+        p = p + R @ ee_offset
+        return p.reshape(batch + (3,))
+
+
+def _rotate_about_axis(Rp: torch.Tensor, axis: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``Rp @ Rot(axis, angle)`` for batched ``Rp`` ``(B, 3, 3)`` and ``cos``, ``sin`` ``(B,)``."""
+    a = axis.tolist()
+    c = c[:, None]
+    s = s[:, None]
+    if a == [0.0, 0.0, 1.0]:
+        x, y, z = Rp[:, :, 0], Rp[:, :, 1], Rp[:, :, 2]
+        return torch.stack([c * x + s * y, -s * x + c * y, z], dim=2)
+    if a == [1.0, 0.0, 0.0]:
+        x, y, z = Rp[:, :, 0], Rp[:, :, 1], Rp[:, :, 2]
+        return torch.stack([x, c * y + s * z, -s * y + c * z], dim=2)
+    if a == [0.0, 1.0, 0.0]:
+        x, y, z = Rp[:, :, 0], Rp[:, :, 1], Rp[:, :, 2]
+        return torch.stack([c * x - s * z, y, s * x + c * z], dim=2)
+    # Rodrigues: Rot = c I + s [a]x + (1 - c) a a^T
+    ax = axis
+    skew = torch.zeros(3, 3, dtype=Rp.dtype, device=Rp.device)
+    skew[0, 1], skew[0, 2], skew[1, 0] = -ax[2], ax[1], ax[2]
+    skew[1, 2], skew[2, 0], skew[2, 1] = -ax[0], -ax[1], ax[0]
+    eye = torch.eye(3, dtype=Rp.dtype, device=Rp.device)
+    outer = torch.outer(ax, ax)
+    rot = c[:, :, None] * eye + s[:, :, None] * skew + (1 - c[:, :, None]) * outer
+    return Rp @ rot

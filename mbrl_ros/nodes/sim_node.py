@@ -1,0 +1,231 @@
+"""sim_node: the PyBullet arm behind the ros2_control topics a real torque-controlled arm speaks.
+
+Publishes ``joint_states`` (sensor_msgs/JointState) at ``publish_rate_hz``; applies torques from
+``effort_controller/commands`` (std_msgs/Float64MultiArray, one value per arm joint in the published
+joint order) for at most ``command_timeout_s`` of simulated time, then zero torque; rejects and
+counts wrong-length or non-finite commands; serves ``~/reset`` (std_srvs/Trigger); publishes
+``/diagnostics`` and, with ``publish_clock``, ``/clock`` so ``use_sim_time`` nodes follow it.
+
+Physics runs in its own thread paced against the wall clock (``real_time_factor``; 0 = as fast
+as possible); the executor thread only receives commands, serves resets and reports diagnostics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from mbrl_ros.ros import qos
+from mbrl_ros.ros.conversions import InvalidMessage, decode_command, joint_state_msg, time_msg
+from mbrl_ros.ros.diagnostics import PeriodStats, diagnostic_array, status
+from mbrl_ros.ros.params import declare
+from mbrl_ros.sim import SimSettings, SimulatedArm, robot_spec
+
+#: A pacing loop that falls further behind than this re-synchronises instead of bursting.
+_MAX_LAG_S = 0.1
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_node")
+        robot = declare(self, "robot", "panda", "Simulated robot: panda or iiwa.", read_only=True)
+        spec = robot_spec(robot)
+        settings = SimSettings(
+            robot=robot,
+            physics_rate_hz=declare(
+                self, "physics_rate_hz", 1000.0, "Physics step rate (Hz).", low=100.0, high=10000.0, read_only=True
+            ),
+            emulate_gravity_compensation=declare(
+                self,
+                "emulate_gravity_compensation",
+                spec.emulates_gravity_compensation,
+                "Add g(q) to every command, as Franka's FCI does (commands are torques on top of gravity).",
+                read_only=True,
+            ),
+            joint_damping_nms_per_rad=declare(
+                self, "joint_damping_nms_per_rad", 0.0, "Viscous joint damping (N·m·s/rad).", low=0.0, high=100.0,
+                read_only=True,
+            ),
+            initial_positions_rad=tuple(
+                declare(
+                    self, "initial_positions_rad", list(spec.home_positions_rad),
+                    "Reset configuration (rad), one value per arm joint.", read_only=True,
+                )
+            ),
+            reset_noise_rad=declare(
+                self, "reset_noise_rad", 0.0, "Std of Gaussian noise added on reset (rad).", low=0.0, high=1.0,
+                read_only=True,
+            ),
+            seed=declare(self, "seed", 0, "Seed of the reset noise.", low=0, high=2**31 - 1, read_only=True),
+            gui=declare(self, "gui", False, "Open the PyBullet GUI (needs a display).", read_only=True),
+        )
+        self._publish_rate_hz = declare(
+            self, "publish_rate_hz", 500.0, "joint_states rate (Hz); must divide physics_rate_hz.",
+            low=1.0, high=2000.0, read_only=True,
+        )
+        self._steps_per_tick = round(settings.physics_rate_hz / self._publish_rate_hz)
+        if abs(self._steps_per_tick * self._publish_rate_hz - settings.physics_rate_hz) > 1e-6:
+            raise ValueError(
+                f"publish_rate_hz {self._publish_rate_hz} must divide physics_rate_hz {settings.physics_rate_hz}"
+            )
+        self._command_timeout_s = declare(
+            self, "command_timeout_s", 0.05, "Longest a command is applied without a new one (s, sim time).",
+            low=0.001, high=10.0,
+        )
+        self._real_time_factor = declare(
+            self, "real_time_factor", 1.0, "Simulated seconds per wall second; 0 runs as fast as possible.",
+            low=0.0, high=1000.0, read_only=True,
+        )
+        self._publish_clock = declare(
+            self, "publish_clock", False, "Publish /clock and stamp with simulated time (for use_sim_time).",
+            read_only=True,
+        )
+        diagnostics_period_s = declare(
+            self, "diagnostics_period_s", 1.0, "Period of /diagnostics (s).", low=0.05, high=60.0, read_only=True
+        )
+        # Ranges are enforced by rclpy before this runs; the post-set callback only applies values.
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+
+        self._arm = SimulatedArm(settings)
+        self._lock = threading.Lock()
+        self._command = np.zeros(self._arm.nq)
+        self._command_time_s = -np.inf
+        self._command_fresh = False
+        self._sim_clock_s = 0.0  # never reset, so /clock and stamps stay monotonic across resets
+        self._counts = {"commands_received": 0, "commands_rejected": 0, "command_timeouts": 0, "resets": 0, "overruns": 0}
+        self._period_stats = PeriodStats(window=int(max(2 * self._publish_rate_hz, 10)))
+        self._wall_start = time.monotonic()
+
+        self._joint_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATES_PUB)
+        self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK) if self._publish_clock else None
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
+        self.create_subscription(Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(diagnostics_period_s, self._publish_diagnostics)
+
+        self._running = True
+        self._thread = threading.Thread(target=self._physics_loop, name="physics", daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"{robot}: {self._arm.nq} joints, physics {settings.physics_rate_hz:g} Hz, joint_states "
+            f"{self._publish_rate_hz:g} Hz, real-time factor {self._real_time_factor:g}, gravity compensation "
+            f"{'emulated (commands are added to g(q))' if self._arm.gravity_compensated else 'off'}"
+        )
+
+    def _on_parameters_set(self, params) -> None:
+        for p in params:
+            if p.name == "command_timeout_s":
+                self._command_timeout_s = p.value
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        try:
+            tau = decode_command(msg, self._arm.nq)
+        except InvalidMessage as err:
+            with self._lock:
+                self._counts["commands_rejected"] += 1
+            self.get_logger().warn(f"rejected command: {err}", throttle_duration_sec=1.0)
+            return
+        with self._lock:
+            self._command = tau
+            self._command_time_s = self._sim_clock_s
+            self._command_fresh = True
+            self._counts["commands_received"] += 1
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            state = self._arm.reset()
+            self._command[:] = 0.0
+            self._command_fresh = False
+            self._counts["resets"] += 1
+        response.success = True
+        response.message = f"reset to {np.round(state.position, 4).tolist()}"
+        return response
+
+    def _stamp(self):
+        return time_msg(self._sim_clock_s) if self._publish_clock else self.get_clock().now().to_msg()
+
+    def _physics_loop(self) -> None:
+        tick_s = 1.0 / self._publish_rate_hz
+        wall_tick_s = tick_s / self._real_time_factor if self._real_time_factor > 0 else 0.0
+        deadline = time.monotonic()
+        while self._running:
+            with self._lock:
+                if self._command_fresh and self._sim_clock_s - self._command_time_s > self._command_timeout_s:
+                    self._command_fresh = False
+                    self._counts["command_timeouts"] += 1
+                tau = self._command if self._command_fresh else np.zeros(self._arm.nq)
+                state = self._arm.step(tau, self._steps_per_tick)
+                self._sim_clock_s += tick_s
+                stamp = self._stamp()
+            if self._clock_pub is not None:
+                self._clock_pub.publish(Clock(clock=stamp))
+            self._joint_pub.publish(
+                joint_state_msg(self._arm.joint_names, state.position, state.velocity, state.effort, stamp)
+            )
+            now = time.monotonic()
+            self._period_stats.tick(now)
+            if wall_tick_s > 0.0:
+                deadline += wall_tick_s
+                if now - deadline > _MAX_LAG_S:
+                    self._counts["overruns"] += 1
+                    deadline = now
+                elif deadline > now:
+                    time.sleep(deadline - now)
+
+    def _publish_diagnostics(self) -> None:
+        summary = self._period_stats.summary()
+        wall = time.monotonic() - self._wall_start
+        with self._lock:
+            counts = dict(self._counts)
+            sim_s = self._sim_clock_s
+        values = {
+            "robot": self._arm.spec.name,
+            "gravity_compensation_emulated": self._arm.gravity_compensated,
+            "publish_rate_target_hz": self._publish_rate_hz,
+            **summary.as_dict(),
+            "real_time_factor_target": self._real_time_factor,
+            "real_time_factor_achieved": sim_s / wall if wall > 0 else 0.0,
+            "sim_time_s": sim_s,
+            **counts,
+        }
+        level = DiagnosticStatus.OK
+        message = "running"
+        if counts["commands_rejected"]:
+            level, message = DiagnosticStatus.WARN, "commands rejected"
+        self._diag_pub.publish(
+            diagnostic_array(self.get_clock().now().to_msg(), status("sim_node: arm", self._arm.spec.name, level, message, values))
+        )
+
+    def shutdown(self) -> None:
+        self._running = False
+        self._thread.join(timeout=2.0)
+        self._arm.close()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

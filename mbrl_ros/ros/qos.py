@@ -1,0 +1,45 @@
+"""QoS profiles of the topic contract (README "Topics"), in one place."""
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+#: Subscribing to /joint_states: best effort, shallow; matches reliable and best-effort publishers.
+JOINT_STATES_SUB = qos_profile_sensor_data
+
+#: Publishing /joint_states as ros2_control's joint_state_broadcaster does (reliable, depth 10), so
+#: reliable subscribers such as bag recorders receive it too.
+JOINT_STATES_PUB = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+)
+
+#: Torque commands: reliable, volatile, shallow; an old command is worth nothing.
+COMMANDS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+)
+
+#: /clock from the simulator.
+CLOCK = QoSProfile(
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+)
+
+#: /diagnostics, as diagnostic_updater publishes it.
+DIAGNOSTICS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+)

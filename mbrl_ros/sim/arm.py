@@ -1,0 +1,285 @@
+"""A torque-controlled arm simulated in PyBullet, standing in for real hardware (no ROS here).
+
+PyBullet's default velocity motors are switched off once and a torque is sent before every physics
+step (a PyBullet torque lasts one step only). Physics runs at 1 kHz by default: at 240 Hz a
+torque-controlled arm drifts. Link inertias come from the URDF so that a Pinocchio model built from
+the same file describes exactly the simulated arm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pybullet
+from pybullet_utils.bullet_client import BulletClient
+
+from .robots import RobotSpec, robot_spec
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """Simulator settings.
+
+    Attributes:
+        robot: registered robot name (see :mod:`mbrl_ros.sim.robots`).
+        physics_rate_hz: physics step rate; torques are held for one step.
+        emulate_gravity_compensation: add the gravity torque g(q) to every command, as Franka's
+            FCI does. ``None`` takes the robot's own default (on for the Panda, off for the iiwa).
+        joint_damping_nms_per_rad: viscous damping torque -d * qd applied on every arm joint.
+        initial_positions_rad: reset configuration; ``None`` takes the robot's home.
+        reset_noise_rad: standard deviation of Gaussian noise added to the reset configuration.
+        seed: seed of the reset-noise generator.
+        gui: open the PyBullet GUI (needs a display) instead of running headless.
+    """
+
+    robot: str = "panda"
+    physics_rate_hz: float = 1000.0
+    emulate_gravity_compensation: bool | None = None
+    joint_damping_nms_per_rad: float = 0.0
+    initial_positions_rad: tuple[float, ...] | None = None
+    reset_noise_rad: float = 0.0
+    seed: int = 0
+    gui: bool = False
+
+    def __post_init__(self) -> None:
+        spec = robot_spec(self.robot)
+        if not np.isfinite(self.physics_rate_hz) or self.physics_rate_hz < 100.0:
+            raise ValueError(f"physics_rate_hz must be >= 100, got {self.physics_rate_hz}")
+        if not self.joint_damping_nms_per_rad >= 0.0:
+            raise ValueError(f"joint_damping_nms_per_rad must be >= 0, got {self.joint_damping_nms_per_rad}")
+        if not self.reset_noise_rad >= 0.0:
+            raise ValueError(f"reset_noise_rad must be >= 0, got {self.reset_noise_rad}")
+        if self.initial_positions_rad is not None:
+            q0 = np.asarray(self.initial_positions_rad, dtype=float)
+            if q0.shape != (spec.nq,) or not np.all(np.isfinite(q0)):
+                raise ValueError(
+                    f"initial_positions_rad must be {spec.nq} finite values for {spec.name}, got {q0.tolist()}"
+                )
+
+    @property
+    def spec(self) -> RobotSpec:
+        return robot_spec(self.robot)
+
+    @property
+    def gravity_compensated(self) -> bool:
+        """Whether commands are applied on top of the gravity torque."""
+        if self.emulate_gravity_compensation is None:
+            return self.spec.emulates_gravity_compensation
+        return self.emulate_gravity_compensation
+
+
+@dataclass
+class ArmState:
+    """Measured arm state: positions (rad), velocities (rad/s), applied motor torques (N·m), time (s)."""
+
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+    time_s: float
+
+    @property
+    def x(self) -> np.ndarray:
+        """State vector ``[q; qd]`` of shape ``(2 nq,)``."""
+        return np.concatenate([self.position, self.velocity])
+
+
+@dataclass
+class _JointTable:
+    arm: list[int] = field(default_factory=list)
+    movable: list[int] = field(default_factory=list)  # every non-fixed joint, PyBullet's IK/ID order
+    held: list[tuple[int, float]] = field(default_factory=list)
+    ee_link: int = -1
+
+
+class SimulatedArm:
+    """A PyBullet arm under joint-torque control.
+
+    ``step(tau)`` clips the command to the URDF effort limits, adds the gravity torque if gravity
+    compensation is emulated, clips the total again (the motors' own limit), and advances physics.
+    """
+
+    def __init__(self, settings: SimSettings | None = None) -> None:
+        self.settings = settings or SimSettings()
+        self.spec = self.settings.spec
+        self._client = BulletClient(connection_mode=pybullet.GUI if self.settings.gui else pybullet.DIRECT)
+        self._client.setGravity(0.0, 0.0, -9.81)
+        self._client.setTimeStep(1.0 / self.settings.physics_rate_hz)
+        self._body = self._client.loadURDF(
+            self.spec.urdf_path,
+            useFixedBase=True,
+            flags=pybullet.URDF_USE_INERTIA_FROM_FILE,
+        )
+        self._joints = self._index_joints()
+        self.nq = self.spec.nq
+        lower, upper, effort, velocity = [], [], [], []
+        for j in self._joints.arm:
+            info = self._client.getJointInfo(self._body, j)
+            lower.append(info[8])
+            upper.append(info[9])
+            effort.append(info[10])
+            velocity.append(info[11])
+        self.position_lower_rad = np.array(lower)
+        self.position_upper_rad = np.array(upper)
+        self.effort_limit_nm = np.array(effort)
+        self.velocity_limit_rad_s = np.array(velocity)
+        # Bullet's default link damping would make the simulated arm lose energy that no rigid-body
+        # model of the URDF predicts; a real arm's friction is modelled by joint damping instead.
+        for link in range(-1, self._client.getNumJoints(self._body)):
+            self._client.changeDynamics(self._body, link, linearDamping=0.0, angularDamping=0.0)
+        self._client.setJointMotorControlArray(
+            self._body, self._joints.arm, pybullet.VELOCITY_CONTROL, forces=[0.0] * self.nq
+        )
+        self._rng = np.random.default_rng(self.settings.seed)
+        self._steps = 0
+        self._applied = np.zeros(self.nq)
+        self._q = np.zeros(self.nq)
+        self._qd = np.zeros(self.nq)
+        self.reset()
+
+    @property
+    def dt_s(self) -> float:
+        """Physics step in seconds."""
+        return 1.0 / self.settings.physics_rate_hz
+
+    @property
+    def time_s(self) -> float:
+        """Simulated time since the last reset."""
+        return self._steps * self.dt_s
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.spec.joint_names
+
+    @property
+    def gravity_compensated(self) -> bool:
+        return self.settings.gravity_compensated
+
+    def _index_joints(self) -> _JointTable:
+        table = _JointTable()
+        by_name = {}
+        for j in range(self._client.getNumJoints(self._body)):
+            info = self._client.getJointInfo(self._body, j)
+            name = info[1].decode()
+            by_name[name] = j
+            if info[2] != pybullet.JOINT_FIXED:
+                table.movable.append(j)
+            if info[12].decode() == self.spec.ee_link:
+                table.ee_link = j
+        missing = [n for n in self.spec.joint_names if n not in by_name]
+        if missing or table.ee_link < 0:
+            raise ValueError(f"URDF {self.spec.urdf_path} lacks joints {missing} or link {self.spec.ee_link}")
+        table.arm = [by_name[n] for n in self.spec.joint_names]
+        table.held = [(by_name[n], pos) for n, pos in self.spec.held_joints]
+        return table
+
+    def reset(self, positions_rad: np.ndarray | None = None, noise_rad: float | None = None) -> ArmState:
+        """Reset to ``positions_rad`` (default: the configured initial configuration) at rest.
+
+        ``noise_rad`` overrides the configured reset noise; the noise generator is seeded once at
+        construction so a sequence of resets is reproducible.
+        """
+        if positions_rad is None:
+            q0 = self.settings.initial_positions_rad or self.spec.home_positions_rad
+            positions_rad = np.asarray(q0, dtype=float)
+        q0 = np.asarray(positions_rad, dtype=float)
+        if q0.shape != (self.nq,) or not np.all(np.isfinite(q0)):
+            raise ValueError(f"reset positions must be {self.nq} finite values, got {q0.tolist()}")
+        sigma = self.settings.reset_noise_rad if noise_rad is None else noise_rad
+        if sigma > 0.0:
+            q0 = q0 + self._rng.normal(0.0, sigma, self.nq)
+        q0 = np.clip(q0, self.position_lower_rad, self.position_upper_rad)
+        for j, q in zip(self._joints.arm, q0):
+            self._client.resetJointState(self._body, j, float(q), 0.0)
+        for j, q in self._joints.held:
+            self._client.resetJointState(self._body, j, q, 0.0)
+            self._client.setJointMotorControl2(
+                self._body, j, pybullet.POSITION_CONTROL, targetPosition=q, force=100.0
+            )
+        self._steps = 0
+        self._applied[:] = 0.0
+        self._read_state()
+        return self.state()
+
+    def _read_state(self) -> None:
+        states = self._client.getJointStates(self._body, self._joints.arm)
+        for i, s in enumerate(states):
+            self._q[i] = s[0]
+            self._qd[i] = s[1]
+
+    def state(self) -> ArmState:
+        """The current measured state (copies)."""
+        return ArmState(self._q.copy(), self._qd.copy(), self._applied.copy(), self.time_s)
+
+    def _movable_positions(self, q: np.ndarray) -> list[float]:
+        """Positions of every movable joint (PyBullet's dynamics API wants all of them)."""
+        full = {j: float(v) for j, v in zip(self._joints.arm, q)}
+        full.update({j: float(v) for j, v in self._joints.held})
+        return [full[j] for j in self._joints.movable]
+
+    def gravity_torque(self, positions_rad: np.ndarray | None = None) -> np.ndarray:
+        """Gravity torque g(q) (N·m) of the arm joints at ``positions_rad`` (default: now)."""
+        q = self._q if positions_rad is None else np.asarray(positions_rad, dtype=float)
+        zeros = [0.0] * len(self._joints.movable)
+        tau = self._client.calculateInverseDynamics(self._body, self._movable_positions(q), zeros, zeros)
+        index = [self._joints.movable.index(j) for j in self._joints.arm]
+        return np.asarray(tau)[index]
+
+    def mass_matrix(self, positions_rad: np.ndarray | None = None) -> np.ndarray:
+        """Joint-space inertia M(q) of the arm joints, shape ``(nq, nq)``."""
+        q = self._q if positions_rad is None else np.asarray(positions_rad, dtype=float)
+        m = np.asarray(self._client.calculateMassMatrix(self._body, self._movable_positions(q)))
+        index = [self._joints.movable.index(j) for j in self._joints.arm]
+        return m[np.ix_(index, index)]
+
+    def ee_position(self) -> np.ndarray:
+        """World position (m) of the end-effector link origin, by forward kinematics."""
+        link = self._client.getLinkState(self._body, self._joints.ee_link, computeForwardKinematics=True)
+        return np.asarray(link[4])
+
+    def clip_torque(self, tau: np.ndarray) -> np.ndarray:
+        """Clip a torque vector to the URDF effort limits."""
+        return np.clip(tau, -self.effort_limit_nm, self.effort_limit_nm)
+
+    def step(self, torque_nm: np.ndarray, n_steps: int = 1) -> ArmState:
+        """Apply ``torque_nm`` (one value per arm joint) for ``n_steps`` physics steps.
+
+        Raises ``ValueError`` for a wrong-length or non-finite torque; nothing is applied then.
+        """
+        tau = np.asarray(torque_nm, dtype=float)
+        if tau.shape != (self.nq,) or not np.all(np.isfinite(tau)):
+            raise ValueError(f"torque must be {self.nq} finite values, got {np.asarray(torque_nm).tolist()}")
+        command = self.clip_torque(tau)
+        damping = self.settings.joint_damping_nms_per_rad
+        for _ in range(n_steps):
+            total = command.copy()
+            if self.gravity_compensated:
+                total += self.gravity_torque()
+            if damping > 0.0:
+                total -= damping * self._qd
+            self._applied = self.clip_torque(total)
+            self._client.setJointMotorControlArray(
+                self._body, self._joints.arm, pybullet.TORQUE_CONTROL, forces=self._applied.tolist()
+            )
+            self._client.stepSimulation()
+            self._steps += 1
+            self._read_state()
+        return self.state()
+
+    def close(self) -> None:
+        """Disconnect from the physics server."""
+        if self._client is not None:
+            self._client.disconnect()
+            self._client = None
+
+    def __enter__(self) -> "SimulatedArm":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: pybullet may already be gone
+            pass
