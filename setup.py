@@ -26,6 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sim_node = mbrl_ros.nodes.sim_node:main",
+            "trajectory_recorder = mbrl_ros.nodes.trajectory_recorder:main",
             "mbrl-ros = mbrl_ros.cli:main",
         ],
     },

@@ -32,6 +32,49 @@ def _sim_check(args: argparse.Namespace) -> int:
     return sim_check.main(args.seconds, args.config, args.json)
 
 
+def parse_overrides(items: list[str]) -> dict[str, dict]:
+    """``node.param:=value`` items (value parsed as YAML) → {node: {param: value}}."""
+    import yaml
+
+    overrides: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition(":=")
+        node, dot, param = key.partition(".")
+        if not (sep and dot and node and param):
+            raise SystemExit(f"--param {item!r}: expected NODE.PARAM:=VALUE")
+        overrides.setdefault(node, {})[param] = yaml.safe_load(value)
+    return overrides
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config
+
+    specs = node_specs_from_config(config_path(args.config), parse_overrides(args.param))
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the nodes as Ctrl-C does
+    group = ProcessGroup(specs, log_dir=args.log_dir)
+    print(f"starting {', '.join(s.executable for s in specs)} (Ctrl-C stops them all)", flush=True)
+    code = 0
+    try:
+        group.start()
+        while not (ended := group.exited()):
+            time.sleep(0.2)
+        for name, exit_code in ended:
+            print(f"{name} exited with code {exit_code}; stopping the others", file=sys.stderr)
+            code = code or exit_code or 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        group.stop()
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbrl-ros", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default="sim_panda", help="shipped config name or a YAML path")
     check.add_argument("--json", help="also write the report as JSON to this path")
     check.set_defaults(func=_sim_check)
+    run = sub.add_parser("run", help="start the nodes of a YAML config as separate processes (like ros2 launch)")
+    run.add_argument("--config", default="mbrl_sim", help="shipped config name or a YAML path")
+    run.add_argument("--param", "-p", action="append", default=[], metavar="NODE.PARAM:=VALUE",
+                     help="override a parameter of one node (repeatable)")
+    run.add_argument("--log-dir", help="also write each node's output to DIR/<node>.log")
+    run.set_defaults(func=_run)
     return parser
 
 

@@ -25,8 +25,15 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pinocchio as pin
+import os
+
+# Pinocchio's batched algorithms run on the system libgomp while torch ships its own OpenMP runtime;
+# two runtimes whose idle workers busy-wait on the same two cores slow each other down ~4x in a
+# planner that alternates between them. Passive waiting must be chosen before libgomp loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pinocchio as pin  # noqa: E402
 import torch
 
 from .kinematics import ArmKinematics, ArmModel, load_arm_model

@@ -156,18 +156,19 @@ class GlobalModelPrior:
     """NIW prior from a global dynamics model linearised at each step's sample mean.
 
     ``model`` honours the shared protocol (``step`` and ``linearize``). The prior joint covariance
-    is the empirical (ridged) covariance of ``[x; u]`` pushed through the linearisation plus
+    is the empirical covariance of ``[x; u]`` plus ``input_var`` × identity, pushed through the
+    linearisation, plus
     ``noise_covar`` (default: the model's ``predict_variance`` if it has one, else
     ``noise_var`` × identity).
     """
 
-    def __init__(self, model, strength: float = 1.0, noise_var: float = 1e-4, ridge: float = 1e-6) -> None:
-        if not strength > 0.0 or not noise_var > 0.0:
-            raise ValueError(f"strength and noise_var must be > 0, got {strength}, {noise_var}")
+    def __init__(self, model, strength: float = 1.0, noise_var: float = 1e-4, input_var: float = 1e-2) -> None:
+        if not strength > 0.0 or not noise_var > 0.0 or not input_var > 0.0:
+            raise ValueError(f"strength, noise_var and input_var must be > 0, got {strength}, {noise_var}, {input_var}")
         self.model = model
         self.strength = float(strength)
         self.noise_var = float(noise_var)
-        self.ridge = float(ridge)
+        self.input_var = float(input_var)
 
     def update(self, episodes: Episodes) -> None:
         return None
@@ -177,7 +178,9 @@ class GlobalModelPrior:
         z = points[:, : nx + nu]
         zbar = z.mean(axis=0)
         szz = np.cov(z.T, bias=True) if z.shape[0] > 1 else np.zeros((nx + nu, nx + nu))
-        szz = szz + self.ridge * np.eye(nx + nu) + 1e-6 * np.diag(np.maximum(np.diag(szz), 1e-6))
+        # A full-rank input spread so the linearisation informs every direction, also the ones the
+        # few trials did not excite.
+        szz = szz + self.input_var * np.eye(nx + nu)
         A, B = self.model.linearize(zbar[:nx], zbar[nx:])
         G = np.concatenate([np.asarray(A), np.asarray(B)], axis=1)
         xn = np.asarray(self.model.step(zbar[:nx], zbar[nx:]), dtype=float)

@@ -16,9 +16,7 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
@@ -29,6 +27,7 @@ from mbrl_ros.ros import qos
 from mbrl_ros.ros.conversions import InvalidMessage, decode_command, joint_state_msg, time_msg
 from mbrl_ros.ros.diagnostics import PeriodStats, diagnostic_array, status
 from mbrl_ros.ros.params import declare
+from mbrl_ros.ros.spin import run_node
 from mbrl_ros.sim import SimSettings, SimulatedArm, robot_spec
 
 #: A pacing loop that falls further behind than this re-synchronises instead of bursting.
@@ -213,18 +212,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimNode, args)
 
 
 if __name__ == "__main__":

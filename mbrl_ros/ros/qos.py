@@ -43,3 +43,29 @@ DIAGNOSTICS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,
 )
+
+#: Trial markers: reliable; a few kept for a recorder that restarts mid-trial.
+TRIAL_MARKERS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+)
+
+#: Episodes for the learner: reliable and transient-local, so a learner that starts late still
+#: receives the recent trials.
+EPISODES = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+)
+
+#: Models: reliable, transient-local, the last few (one per model kind): a late joiner gets the
+#: newest local and global models.
+MODEL = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=4,
+)

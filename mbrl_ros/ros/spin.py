@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 
@@ -40,3 +40,21 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 
             return True
         time.sleep(period_s)
     return bool(predicate())
+
+
+def run_node(factory: Callable[[], Node], args=None, executor=None) -> None:
+    """``main()`` of every node: init, spin until Ctrl-C or external shutdown, then the node's own
+    ``shutdown()`` (if it has one), destroy and shut down rclpy."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node, executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            if hasattr(node, "shutdown"):
+                node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
