@@ -339,12 +339,14 @@ class ILQR:
         iterations = 0
         self._k[:] = 0.0
         have_gains = False
+        accepted = False
         for it in range(s.max_iterations):
             iterations = it + 1
-            tl = time.perf_counter()
-            A, B = self.model.linearize(X[:-1], U)
-            expansion = self.cost.quadratize(X, U)
-            t_lin += time.perf_counter() - tl
+            if it == 0 or accepted:  # the nominal changed: re-expand (a rejected step keeps it)
+                tl = time.perf_counter()
+                A, B = self.model.linearize(X[:-1], U)
+                expansion = self.cost.quadratize(X, U)
+                t_lin += time.perf_counter() - tl
             # Backward pass, increasing mu until Quu is positive definite.
             while True:
                 tb = time.perf_counter()
@@ -389,6 +391,9 @@ class ILQR:
                     converged, status = True, "relative cost tolerance"
                     break
             else:
+                if -(dV1 + dV2) < s.tolerance_rel_cost * max(abs(J), 1e-12):
+                    converged, status = True, "predicted reduction below tolerance"
+                    break
                 dmu = max(dmu * s.reg_factor, s.reg_factor)
                 mu = max(s.reg_min, mu * dmu)
                 if mu > s.reg_max:

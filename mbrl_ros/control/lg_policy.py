@@ -134,8 +134,13 @@ def initial_pd_policy(
     q_target_rad: np.ndarray,
     mass_matrix: np.ndarray,
     settings: InitialControllerSettings | None = None,
+    gravity_torque_nm: np.ndarray | None = None,
 ) -> LinearGaussianPolicy:
-    """The initial linear-Gaussian controller holding/moving to ``q_target_rad`` (see the settings)."""
+    """The initial linear-Gaussian controller holding/moving to ``q_target_rad`` (see the settings).
+
+    ``gravity_torque_nm`` (e.g. ``g(q_target)``) is added as feed-forward ``û`` for an arm that does
+    not compensate gravity itself; leave it ``None`` when it does (the Panda under FCI).
+    """
     s = settings or InitialControllerSettings()
     q_target = np.asarray(q_target_rad, dtype=float)
     M = np.asarray(mass_matrix, dtype=float)
@@ -149,4 +154,10 @@ def initial_pd_policy(
     K = np.broadcast_to(gains, (T, nq, 2 * nq))
     x_hat = np.broadcast_to(np.concatenate([q_target, np.zeros(nq)]), (T, 2 * nq))
     covar = np.broadcast_to(np.diag(s.noise_scale_rad_s2**2 * np.diag(M)), (T, nq, nq))
-    return LinearGaussianPolicy(K, np.zeros((T, nq)), x_hat, np.zeros((T, nq)), covar)
+    u_hat = np.zeros((T, nq))
+    if gravity_torque_nm is not None:
+        g = np.asarray(gravity_torque_nm, dtype=float)
+        if g.shape != (nq,) or not np.all(np.isfinite(g)):
+            raise ValueError(f"gravity_torque_nm must be {nq} finite values, got {g.tolist()}")
+        u_hat[:] = g
+    return LinearGaussianPolicy(K, np.zeros((T, nq)), x_hat, u_hat, covar)

@@ -71,12 +71,11 @@ class GaussianMixture:
         if self.mu is None:
             raise ValueError("the mixture is not fitted yet")
         n, d = data.shape
-        out = np.empty((n, self.n_clusters))
-        for k in range(self.n_clusters):
-            chol = _safe_cholesky(self.sigma[k])
-            diff = np.linalg.solve(chol, (data - self.mu[k]).T)  # (d, n)
-            logdet = 2.0 * np.sum(np.log(np.diag(chol)))
-            out[:, k] = -0.5 * np.sum(diff * diff, axis=0) - 0.5 * (d * np.log(2.0 * np.pi) + logdet)
+        chol = np.stack([_safe_cholesky(c) for c in self.sigma])  # (K, d, d)
+        diff = (data[None, :, :] - self.mu[:, None, :]).transpose(0, 2, 1)  # (K, d, n)
+        z = np.linalg.solve(chol, diff)
+        logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+        out = (-0.5 * np.sum(z * z, axis=1) - 0.5 * (d * np.log(2.0 * np.pi) + logdet)[:, None]).T
         return out + self.log_weights
 
     def fit(self, data: np.ndarray, n_clusters: int, warm_start: bool = True) -> "GaussianMixture":

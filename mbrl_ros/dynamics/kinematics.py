@@ -15,15 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import os
-
-# Pinocchio's batched algorithms run on the system libgomp while torch ships its own OpenMP runtime;
-# two runtimes whose idle workers busy-wait on the same two cores slow each other down ~4x in a
-# planner that alternates between them. Passive waiting must be chosen before libgomp loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import pinocchio as pin  # noqa: E402
+import numpy as np
+import pinocchio as pin
 import torch
 
 from mbrl_ros.sim.robots import RobotSpec, robot_spec
@@ -153,28 +146,29 @@ class ArmKinematics:
     def ee_position_torch(self, q: torch.Tensor) -> torch.Tensor:
         """Batched forward kinematics in torch, ``(..., nq) -> (..., 3)`` (agrees with Pinocchio).
 
-        Rotations are kept as three column tensors ``(n, 3)`` and constant placements are applied
+        Rotations are kept as three column tensors ``(3, n)`` and constant placements are applied
         term by term, skipping zero entries (URDF placements are mostly axis permutations), which
         makes this several times faster than batched 3×3 matrix products on a CPU.
         """
         batch = q.shape[:-1]
-        qf = q.reshape(-1, self.nq)
-        c, s = torch.cos(qf), torch.sin(qf)
-        cols = None  # columns of R_{j-1}, each (n, 3)
+        # Work on (3, n) / (nq, n) layouts so every elementwise op runs over contiguous rows.
+        qt = q.reshape(-1, self.nq).t().contiguous()
+        n = qt.shape[1]
+        c, s = torch.cos(qt), torch.sin(qt)
+        cols = None  # columns of R_{j-1}, each (3, n)
         p = None
         for j in range(self.nq):
             rot, trans = self._rot[j], self._trans[j]
             if cols is None:
-                n = qf.shape[0]
-                as_t = lambda v: torch.as_tensor(v, dtype=q.dtype, device=q.device).expand(n, 3)  # noqa: E731
+                as_t = lambda v: torch.as_tensor(v, dtype=q.dtype, device=q.device)[:, None].expand(3, n)  # noqa: E731
                 P = [as_t(rot[:, k]) for k in range(3)]
                 p = as_t(trans)
             else:
                 P = [_combine(cols, rot[:, k]) for k in range(3)]
                 p = p + _combine(cols, trans)
-            cols = _rotate_columns(P, self._axes[j], c[:, j : j + 1], s[:, j : j + 1])
+            cols = _rotate_columns(P, self._axes[j], c[j], s[j])
         p = p + _combine(cols, self._ee_offset)
-        return p.reshape(batch + (3,))
+        return p.t().reshape(batch + (3,))
 
 
 def _combine(cols: list[torch.Tensor], coeffs: np.ndarray) -> torch.Tensor:
@@ -197,7 +191,7 @@ def _combine(cols: list[torch.Tensor], coeffs: np.ndarray) -> torch.Tensor:
 
 
 def _rotate_columns(P: list[torch.Tensor], axis: np.ndarray, c: torch.Tensor, s: torch.Tensor) -> list[torch.Tensor]:
-    """Columns of ``P @ Rot(axis, angle)`` given the columns of ``P`` and ``cos``, ``sin`` ``(n, 1)``."""
+    """Columns of ``P @ Rot(axis, angle)`` given the columns of ``P`` ``(3, n)`` and ``cos``, ``sin`` ``(n,)``."""
     x, y, z = P
     a = axis.tolist()
     if a == [0.0, 0.0, 1.0]:

@@ -23,22 +23,13 @@ returns a tensor of the input's dtype and device; it is exact, not differentiabl
 
 from __future__ import annotations
 
-import os
-
-import os
-
-# Pinocchio's batched algorithms run on the system libgomp while torch ships its own OpenMP runtime;
-# two runtimes whose idle workers busy-wait on the same two cores slow each other down ~4x in a
-# planner that alternates between them. Passive waiting must be chosen before libgomp loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import pinocchio as pin  # noqa: E402
+import numpy as np
+import pinocchio as pin
 import torch
 
 from .kinematics import ArmKinematics, ArmModel, load_arm_model
 
-#: Default number of semi-implicit Euler substeps per 0.05 s control period (see docs/control.md
+#: Default Euler substep length: ``substeps = ceil(dt_s / DEFAULT_SUBSTEP_S)`` (see docs/control.md
 #: for the measurement against the 1 kHz PyBullet sim that chose it).
 DEFAULT_SUBSTEP_S = 0.01
 
@@ -52,7 +43,9 @@ class PhysicsModel:
         gravity_compensated: whether ``u`` is applied on top of the gravity torque.
         joint_damping_nms_per_rad: viscous damping ``d >= 0`` (N·m·s/rad) on every joint.
         substeps: integer number of Euler substeps per control period (>= 1).
-        num_threads: threads for batched evaluation (``abaInParallel``).
+        num_threads: OpenMP threads of ``abaInParallel`` for batches of at least
+            ``parallel_min_batch`` (256). Default 1: on a shared 2-core machine a parallel region
+            stalls whenever another process holds a core (measured 10x slower closed loops).
 
     Attributes:
         nx, nu, dt_s: protocol dimensions and period.
@@ -89,8 +82,10 @@ class PhysicsModel:
         self.substeps = int(substeps)
         self.h = self.dt_s / self.substeps
         self.damping = float(joint_damping_nms_per_rad)
-        self.num_threads = int(num_threads or min(2, os.cpu_count() or 1))
+        self.num_threads = int(num_threads or 1)
         self._pool = pin.ModelPool(self.model, self.num_threads)
+        #: Smaller batches run on one thread: waking OpenMP workers costs more than it saves there.
+        self.parallel_min_batch = 256
         self.kinematics = ArmKinematics(arm)
         self.effort_limit_nm = np.asarray(arm.model.effortLimit, dtype=float).copy()
         self.position_lower_rad = np.asarray(arm.model.lowerPositionLimit, dtype=float).copy()
@@ -135,7 +130,8 @@ class PhysicsModel:
         if B == 1:
             return pin.aba(self.model, self.data, q[0], v[0], tau[0])[None, :].copy()
         out = np.empty((self.nq, B), order="F")
-        pin.abaInParallel(self.num_threads, self._pool, np.asfortranarray(q.T), np.asfortranarray(v.T),
+        threads = self.num_threads if B >= self.parallel_min_batch else 1
+        pin.abaInParallel(threads, self._pool, np.asfortranarray(q.T), np.asfortranarray(v.T),
                           np.asfortranarray(tau.T), out)
         return out.T
 
@@ -183,7 +179,16 @@ class PhysicsModel:
             A[i], Bm[i] = self._linearize_one(xf[i], uf[i])
         return A.reshape(batch + (self.nx, self.nx)), Bm.reshape(batch + (self.nx, self.nu))
 
-    def _linearize_one(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step_and_linearize(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Next state ``(nx,)`` and its Jacobians ``A``, ``B`` at one ``(x, u)``, in one pass."""
+        x = np.asarray(x, dtype=float)
+        u = np.asarray(u, dtype=float)
+        if x.shape != (self.nx,) or u.shape != (self.nu,):
+            raise ValueError(f"x must be ({self.nx},) and u ({self.nu},); got {x.shape}, {u.shape}")
+        A, Bm, x_next = self._linearize_one(x, u, return_next=True)
+        return x_next, A, Bm
+
+    def _linearize_one(self, x: np.ndarray, u: np.ndarray, return_next: bool = False):
         nq, nx, h = self.nq, self.nx, self.h
         q = x[:nq].copy()
         v = x[nq:].copy()
@@ -213,4 +218,6 @@ class PhysicsModel:
             Bm = step_jac @ Bm + step_u
             v = v + h * a
             q = q + h * v
+        if return_next:
+            return A, Bm, np.concatenate([q, v])
         return A, Bm

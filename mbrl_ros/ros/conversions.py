@@ -6,8 +6,12 @@ from typing import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PointStamped, PoseStamped
+from nav_msgs.msg import Path
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
+
+from mbrl_ros.data.alignment import joint_index
 
 
 class InvalidMessage(ValueError):
@@ -47,3 +51,49 @@ def decode_command(msg: Float64MultiArray, n_joints: int) -> np.ndarray:
 def command_msg(torque_nm: np.ndarray) -> Float64MultiArray:
     """A ``Float64MultiArray`` torque command (no layout: one value per joint, in joint order)."""
     return Float64MultiArray(data=np.asarray(torque_nm, dtype=float).tolist())
+
+
+class JointStateDecoder:
+    """``x = [q; qd]`` in a fixed joint order from JointState messages in any order (mapped by
+    name, index cached per name list); rejects missing joints and non-finite values."""
+
+    def __init__(self, joint_names: Sequence[str]) -> None:
+        self.joint_names = tuple(joint_names)
+        self._index: dict[tuple[str, ...], np.ndarray] = {}
+
+    def decode(self, msg: JointState) -> np.ndarray:
+        names = tuple(msg.name)
+        index = self._index.get(names)
+        if index is None:
+            try:
+                index = joint_index(names, self.joint_names)
+            except ValueError as err:
+                raise InvalidMessage(str(err)) from None
+            self._index[names] = index
+        if len(msg.position) != len(names) or len(msg.velocity) != len(names):
+            raise InvalidMessage(f"joint state has {len(names)} names, {len(msg.position)} positions, {len(msg.velocity)} velocities")
+        x = np.concatenate([np.asarray(msg.position)[index], np.asarray(msg.velocity)[index]])
+        if not np.all(np.isfinite(x)):
+            raise InvalidMessage("joint state has non-finite positions or velocities")
+        return x
+
+
+def decode_point(msg: PointStamped) -> np.ndarray:
+    p = np.array([msg.point.x, msg.point.y, msg.point.z])
+    if not np.all(np.isfinite(p)):
+        raise InvalidMessage(f"goal has non-finite coordinates: {p.tolist()}")
+    return p
+
+
+def path_msg(points_m: np.ndarray, frame_id: str, stamp: Time) -> Path:
+    """A ``nav_msgs/Path`` through ``points_m`` ``(N, 3)`` (identity orientations)."""
+    path = Path()
+    path.header.frame_id = frame_id
+    path.header.stamp = stamp
+    for p in points_m:
+        pose = PoseStamped()
+        pose.header = path.header
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in p)
+        pose.pose.orientation.w = 1.0
+        path.poses.append(pose)
+    return path

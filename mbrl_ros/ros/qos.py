@@ -69,3 +69,12 @@ MODEL = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=4,
 )
+
+#: Learning progress (one message per LQR-FLM iteration): reliable, transient-local, all kept for
+#: a monitor that starts late.
+PROGRESS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1000,
+)

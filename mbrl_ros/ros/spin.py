@@ -42,14 +42,15 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 
     return bool(predicate())
 
 
-def run_node(factory: Callable[[], Node], args=None, executor=None) -> None:
-    """``main()`` of every node: init, spin until Ctrl-C or external shutdown, then the node's own
-    ``shutdown()`` (if it has one), destroy and shut down rclpy."""
+def run_node(factory: Callable[[], Node], args=None, executor_factory: Callable[[], object] | None = None) -> None:
+    """``main()`` of every node: init, spin until Ctrl-C or external shutdown (on the executor
+    ``executor_factory`` makes, default single-threaded), then the node's own ``shutdown()`` (if it
+    has one), destroy and shut down rclpy."""
     rclpy.init(args=args)
     node = None
     try:
         node = factory()
-        rclpy.spin(node, executor)
+        rclpy.spin(node, executor_factory() if executor_factory else None)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -171,3 +171,15 @@ def test_policy_validation():
         LinearGaussianPolicy.from_arrays(arrays)
     with pytest.raises(ValueError, match="shape"):
         LinearGaussianPolicy(init.K, init.k[:-1], init.x_hat, init.u_hat, init.covar)
+
+
+def test_initial_pd_policy_is_mass_scaled():
+    M = np.diag([2.0, 0.5])
+    pol = initial_pd_policy(5, np.array([0.1, -0.2]), M, InitialControllerSettings(omega_rad_s=8.0, zeta=0.9, noise_scale_rad_s2=2.0),
+                            gravity_torque_nm=np.array([1.0, 3.0]))
+    x = np.array([0.0, 0.0, 1.0, -1.0])
+    expected = M @ (64.0 * np.array([0.1, -0.2]) - 2 * 0.9 * 8.0 * np.array([1.0, -1.0])) + np.array([1.0, 3.0])
+    np.testing.assert_allclose(pol.mean_action(x, 2), expected)
+    np.testing.assert_allclose(np.sqrt(np.diagonal(pol.covar[0])), 2.0 * np.sqrt([2.0, 0.5]))
+    with pytest.raises(ValueError):
+        InitialControllerSettings(omega_rad_s=0.0)

@@ -1,6 +1,6 @@
 """Receding-horizon control of the PyBullet Panda with the Pinocchio model: iLQR, MPPI, CEM.
 
-The planners only see the physics model; the arm is the 1 kHz PyBullet sim (gravity compensated),
+The planners only see the physics model (MPPI also its linearisation along the plan); the arm is the 1 kHz PyBullet sim (gravity compensated),
 stepped ``round(dt_s * physics_rate_hz)`` physics steps per control step.
 """
 
@@ -10,6 +10,7 @@ import torch
 
 from mbrl_ros.control.costs import CostSettings, ReachCost
 from mbrl_ros.control.ilqr import ILQR, ILQRSettings
+from mbrl_ros.control.linearized import LinearizedRolloutModel
 from mbrl_ros.control.mppi import MPPI, MPPISettings
 from mbrl_ros.control.sampling import CEM, CEMSettings
 from mbrl_ros.dynamics.physics import PhysicsModel
@@ -60,12 +61,14 @@ def test_ilqr_receding_horizon_reaches_target_in_sim(high_rate):
     assert np.all(d[-25:] < 0.01)  # and it stays there for the last 0.5 s
 
 
-def test_mppi_receding_horizon_reaches_target_in_sim():
+@pytest.mark.parametrize("linearized", [False, True])
+def test_mppi_receding_horizon_reaches_target_in_sim(linearized):
     def make(model, cost, sim):
         lim = sim.effort_limit_nm
         settings = MPPISettings(num_samples=256, horizon_steps=30, temperature=1.0, noise_sigma_nm=_sigma(model),
                                 noise_smoothing=0.5, seed=0)
-        return MPPI(model, cost, settings, -lim, lim)
+        rollout_model = LinearizedRolloutModel(model, settings.horizon_steps) if linearized else model
+        return MPPI(rollout_model, cost, settings, -lim, lim)
 
     d = _run(make)
     assert d[-1] < 0.03

@@ -50,6 +50,8 @@ def test_physics_linearize_matches_finite_differences(kwargs):
         A, B = model.linearize(x, u)
         assert _rel_err(A, _fd_jacobian(lambda z: model.step(z, u), x)) < 1e-4
         assert _rel_err(B, _fd_jacobian(lambda v: model.step(x, v), u)) < 1e-4
+        x_next, A2, B2 = model.step_and_linearize(x, u)
+        assert np.abs(x_next - model.step(x, u)).max() < 1e-12 and np.allclose(A2, A) and np.allclose(B2, B)
     # Batched over leading dims.
     X = np.stack([np.concatenate([HOME, rng.normal(size=7)]) for _ in range(6)]).reshape(2, 3, 14)
     U = rng.normal(size=(2, 3, 7))

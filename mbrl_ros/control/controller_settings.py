@@ -1,0 +1,149 @@
+"""Every setting of the arm controller in one frozen dataclass (no ROS).
+
+Field names are the ``mpc_controller`` node's parameter names; :data:`PARAMETERS` describes each
+(meaning, range, whether it can change while running). The node declares its parameters from
+here and validates a proposed change by building a new :class:`ControllerSettings`, so an invalid
+value is refused with this module's ``ValueError`` message as the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from mbrl_ros.control.costs import CostSettings
+from mbrl_ros.control.ilqr import ILQRSettings
+from mbrl_ros.control.lg_policy import InitialControllerSettings
+from mbrl_ros.control.lqr_flm import LQRFLMSettings
+from mbrl_ros.control.mppi import MPPISettings
+
+MODES = ("lqr_flm", "ilqr", "mppi")
+MODEL_SOURCES = ("learned", "physics")
+
+
+@dataclass(frozen=True)
+class ParameterInfo:
+    description: str
+    low: float | int | None = None
+    high: float | int | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """Controller settings; see :data:`PARAMETERS` for each field's meaning and unit."""
+
+    robot: str = "panda"
+    mode: str = "lqr_flm"
+    final_mode: str = "ilqr"
+    model_source: str = "learned"
+    control_rate_hz: float = 250.0
+    plan_rate_hz: float = 20.0
+    dt_s: float = 0.05
+    horizon_steps: int = 30
+    ilqr_max_iterations: int = 5
+    mppi_samples: int = 512
+    mppi_temperature: float = 1.0
+    mppi_noise_sigma_nm: float = 2.0
+    goal_xyz_m: tuple[float, ...] = (0.376, 0.257, 0.542)
+    ee_weight: float = 10.0
+    ee_weight_terminal: float = 1000.0
+    effort_weight: float = 1e-3
+    velocity_weight: float = 0.01
+    velocity_weight_terminal: float = 10.0
+    kl_step: float = 0.2
+    trial_steps: int = 100
+    trials_per_iteration: int = 5
+    iterations: int = 10
+    init_pd_omega_rad_s: float = 6.0
+    init_noise_scale: float = 2.0
+    initial_positions_rad: tuple[float, ...] = (0.0, -0.5, 0.0, -2.0, 0.0, 1.6, 0.8)
+    reset_service: str = "/sim_node/reset"
+    settle_s: float = 0.3
+    state_timeout_s: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, choices in (("mode", MODES), ("final_mode", MODES), ("model_source", MODEL_SOURCES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        for f in fields(self):
+            info = PARAMETERS[f.name]
+            value = getattr(self, f.name)
+            if info.low is not None and not info.low <= value <= info.high:
+                raise ValueError(f"{f.name} must be in [{info.low}, {info.high}], got {value}")
+        if self.plan_rate_hz > self.control_rate_hz:
+            raise ValueError(f"plan_rate_hz {self.plan_rate_hz} must not exceed control_rate_hz {self.control_rate_hz}")
+        goal = np.asarray(self.goal_xyz_m, dtype=float)
+        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f"goal_xyz_m must be 3 finite values, got {list(self.goal_xyz_m)}")
+        if np.linalg.norm(goal[:2]) > 1.2 or not -0.5 <= goal[2] <= 1.5:
+            raise ValueError(f"goal_xyz_m {list(self.goal_xyz_m)} is out of any arm's reach")
+        # The sub-settings validate their own fields (their errors name the field).
+        self.cost(), self.ilqr(), self.mppi(), self.lqr_flm(), self.initial_controller()
+
+    def replace(self, **changes) -> "ControllerSettings":
+        return ControllerSettings(**{**asdict(self), **changes})
+
+    def cost(self) -> CostSettings:
+        return CostSettings(
+            ee_target_m=tuple(float(v) for v in self.goal_xyz_m),
+            ee_weight=self.ee_weight,
+            ee_weight_terminal=self.ee_weight_terminal,
+            effort_weight=self.effort_weight,
+            effort_inertia_scaled=True,
+            velocity_weight=self.velocity_weight,
+            velocity_weight_terminal=self.velocity_weight_terminal,
+        )
+
+    def ilqr(self) -> ILQRSettings:
+        return ILQRSettings(horizon_steps=self.horizon_steps, max_iterations=self.ilqr_max_iterations)
+
+    def mppi(self) -> MPPISettings:
+        return MPPISettings(
+            num_samples=self.mppi_samples,
+            horizon_steps=self.horizon_steps,
+            temperature=self.mppi_temperature,
+            noise_sigma_nm=self.mppi_noise_sigma_nm,
+            seed=self.seed,
+        )
+
+    def lqr_flm(self) -> LQRFLMSettings:
+        return LQRFLMSettings(kl_step_nats_per_step=self.kl_step)
+
+    def initial_controller(self) -> InitialControllerSettings:
+        return InitialControllerSettings(omega_rad_s=self.init_pd_omega_rad_s, noise_scale_rad_s2=self.init_noise_scale)
+
+
+PARAMETERS: dict[str, ParameterInfo] = {
+    "robot": ParameterInfo("Robot the controller drives (URDF for limits, kinematics, inertia).", read_only=True),
+    "mode": ParameterInfo("lqr_flm (learn by trials), ilqr or mppi (receding horizon on the global model)."),
+    "final_mode": ParameterInfo("Mode after `iterations` LQR-FLM iterations: hold the goal with ilqr or mppi."),
+    "model_source": ParameterInfo("ilqr/mppi model: learned (the ensemble from /mbrl/model) or physics (URDF)."),
+    "control_rate_hz": ParameterInfo("Torque publishing rate (Hz).", 10.0, 2000.0, read_only=True),
+    "plan_rate_hz": ParameterInfo("Replanning rate of ilqr/mppi (Hz).", 0.5, 500.0),
+    "dt_s": ParameterInfo("Model and policy step (s).", 0.005, 0.5, read_only=True),
+    "horizon_steps": ParameterInfo("ilqr/mppi horizon (steps of dt_s).", 2, 500),
+    "ilqr_max_iterations": ParameterInfo("iLQR iterations per plan.", 1, 100),
+    "mppi_samples": ParameterInfo("MPPI samples K.", 8, 16384),
+    "mppi_temperature": ParameterInfo("MPPI temperature lambda (cost units).", 1e-6, 1e6),
+    "mppi_noise_sigma_nm": ParameterInfo("MPPI torque noise std (N·m).", 1e-6, 100.0),
+    "goal_xyz_m": ParameterInfo("End-effector target in the base frame (m); /mbrl/goal overrides it."),
+    "ee_weight": ParameterInfo("Running end-effector distance weight (1/m²).", 0.0, 1e9),
+    "ee_weight_terminal": ParameterInfo("Terminal end-effector distance weight (1/m²).", 0.0, 1e9),
+    "effort_weight": ParameterInfo("Torque weight per kg·m² of joint inertia.", 0.0, 1e6),
+    "velocity_weight": ParameterInfo("Running joint velocity weight (s²/rad²).", 0.0, 1e6),
+    "velocity_weight_terminal": ParameterInfo("Terminal joint velocity weight (s²/rad²).", 0.0, 1e6),
+    "kl_step": ParameterInfo("LQR-FLM KL step per time step (nats).", 1e-4, 100.0),
+    "trial_steps": ParameterInfo("LQR-FLM trial length T (steps of dt_s).", 2, 10000, read_only=True),
+    "trials_per_iteration": ParameterInfo("Trials per LQR-FLM iteration.", 2, 100, read_only=True),
+    "iterations": ParameterInfo("LQR-FLM iterations before final_mode (0: never switch).", 0, 100000),
+    "init_pd_omega_rad_s": ParameterInfo("Initial controller PD natural frequency (rad/s).", 0.1, 100.0, read_only=True),
+    "init_noise_scale": ParameterInfo("Initial exploration noise per sqrt(joint inertia).", 1e-6, 100.0, read_only=True),
+    "initial_positions_rad": ParameterInfo("Trial start configuration (rad).", read_only=True),
+    "reset_service": ParameterInfo("std_srvs/Trigger resetting the arm between trials; empty: drive back with a PD.", read_only=True),
+    "settle_s": ParameterInfo("Wait after a reset before a trial starts (s).", 0.0, 10.0),
+    "state_timeout_s": ParameterInfo("Older joint states stop torque output (s).", 0.001, 10.0),
+    "seed": ParameterInfo("Seed of exploration noise and sampling planners.", 0, 2**31 - 1, read_only=True),
+}

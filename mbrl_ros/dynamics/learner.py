@@ -1,0 +1,151 @@
+"""What the dynamics learner does with arriving trials, independent of how they arrive.
+
+Trials are grouped by controller iteration. When an iteration is complete (``trials_per_iteration``
+trials) the local model is fitted: the prior (GMM over recent trials, the global model linearised,
+or none) is updated and a time-varying linear-Gaussian model is conditioned on the iteration's
+trials. The global ensemble trains incrementally on every trial received so far. The ROS node
+(``dynamics_learner``) and ``mbrl-ros fit`` both drive this class.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from mbrl_ros.data.episodes import Episodes, ReplayBuffer
+from mbrl_ros.dynamics.ensemble import EnsembleDynamics, EnsembleSettings, TrainStats
+from mbrl_ros.dynamics.tvlg import (
+    GlobalModelPrior,
+    GMMPrior,
+    GMMPriorSettings,
+    NoPrior,
+    TVLGDynamics,
+    TVLGFitSettings,
+    fit_tvlg,
+)
+
+LOCAL_PRIORS = ("gmm", "global", "none")
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """Settings of the learner.
+
+    Attributes:
+        trials_per_iteration: trials of one controller iteration the local model is fitted on.
+        local_prior: ``gmm``, ``global`` (the ensemble, or before it has trained the physics model
+            of ``robot``, linearised along the trials) or ``none`` (ridge regression).
+        gmm: GMM prior settings.
+        fit: TVLG fit settings (ridge).
+        ensemble: ensemble settings; ``None`` disables the global model.
+        ensemble_epochs_per_update: epoch cap of each incremental training call.
+        semi_parametric: the ensemble learns the residual of the Pinocchio physics model.
+        robot: registered robot of the physics model (global prior fallback, semi-parametric base).
+        dt_s: control period of the trials (s).
+        seed: seeds the GMM.
+    """
+
+    trials_per_iteration: int = 5
+    local_prior: str = "gmm"
+    gmm: GMMPriorSettings = field(default_factory=GMMPriorSettings)
+    fit: TVLGFitSettings = field(default_factory=TVLGFitSettings)
+    ensemble: EnsembleSettings | None = field(default_factory=EnsembleSettings)
+    ensemble_epochs_per_update: int = 50
+    semi_parametric: bool = False
+    robot: str = "panda"
+    dt_s: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trials_per_iteration < 2:
+            raise ValueError(f"trials_per_iteration must be >= 2 (a local fit needs 2 trials), got {self.trials_per_iteration}")
+        if self.local_prior not in LOCAL_PRIORS:
+            raise ValueError(f"local_prior must be one of {LOCAL_PRIORS}, got {self.local_prior!r}")
+        if self.ensemble_epochs_per_update < 1:
+            raise ValueError(f"ensemble_epochs_per_update must be >= 1, got {self.ensemble_epochs_per_update}")
+        if not self.dt_s > 0.0:
+            raise ValueError(f"dt_s must be > 0, got {self.dt_s}")
+
+
+@dataclass(frozen=True)
+class LocalFit:
+    """A fitted local model and what it was fitted on."""
+
+    dynamics: TVLGDynamics
+    iteration: int
+    n_trials: int
+    fit_time_s: float
+
+
+class ModelLearner:
+    """Holds the trials, the prior and the ensemble; thread-safe (``add`` from a callback, fits from
+    workers)."""
+
+    def __init__(self, settings: LearnerSettings, nx: int, nu: int) -> None:
+        self.settings = settings
+        self.nx, self.nu = nx, nu
+        self._lock = threading.Lock()
+        self._pending: dict[int, list[Episodes]] = {}
+        self._new_for_ensemble: list[Episodes] = []
+        self.buffer = ReplayBuffer(max_iterations=1000, max_trials_per_iteration=max(20, settings.trials_per_iteration))
+        self._physics = None
+        base = self.physics_model() if settings.semi_parametric else None
+        self.ensemble = (
+            EnsembleDynamics(nx, nu, settings.dt_s, settings.ensemble, base) if settings.ensemble is not None else None
+        )
+        self.ensemble_trained = False
+        self.prior = self._make_prior()
+
+    def physics_model(self):
+        if self._physics is None:
+            from mbrl_ros.dynamics.physics import PhysicsModel
+
+            self._physics = PhysicsModel.from_robot(self.settings.robot, dt_s=self.settings.dt_s)
+        return self._physics
+
+    def _make_prior(self):
+        if self.settings.local_prior == "gmm":
+            return GMMPrior(self.settings.gmm, seed=self.settings.seed)
+        if self.settings.local_prior == "global":
+            return GlobalModelPrior(self.ensemble if self.ensemble_trained else self.physics_model())
+        return NoPrior()
+
+    def add(self, episodes: Episodes) -> int | None:
+        """Add one or more trials of one iteration; returns the iteration if it is now complete."""
+        if (episodes.nx, episodes.nu) != (self.nx, self.nu):
+            raise ValueError(f"episodes have (nx, nu) = ({episodes.nx}, {episodes.nu}), the learner ({self.nx}, {self.nu})")
+        iteration = int(episodes.metadata.get("iteration", -1))
+        with self._lock:
+            self._pending.setdefault(iteration, []).append(episodes)
+            self._new_for_ensemble.append(episodes)
+            count = sum(e.n_trials for e in self._pending[iteration])
+        return iteration if count >= self.settings.trials_per_iteration else None
+
+    def fit_local(self, iteration: int) -> LocalFit:
+        """Update the prior with the iteration's trials and fit the TVLG model on them."""
+        with self._lock:
+            trials = self._pending.pop(iteration)
+        episodes = Episodes.concatenate(trials)
+        episodes.metadata.setdefault("dt_s", self.settings.dt_s)
+        start = time.perf_counter()
+        if self.settings.local_prior == "global":
+            self.prior = self._make_prior()
+        self.prior.update(episodes)
+        dynamics = fit_tvlg(episodes, self.prior, self.settings.fit)
+        self.buffer.add(episodes, iteration)
+        return LocalFit(dynamics, iteration, episodes.n_trials, time.perf_counter() - start)
+
+    def train_global(self) -> TrainStats | None:
+        """Train the ensemble on the trials that arrived since the last call (plus all before)."""
+        if self.ensemble is None:
+            return None
+        with self._lock:
+            new, self._new_for_ensemble = self._new_for_ensemble, []
+        if not new:
+            return None
+        for episodes in new:
+            self.ensemble.add_episodes(episodes)
+        stats = self.ensemble.train(max_epochs=self.settings.ensemble_epochs_per_update)
+        self.ensemble_trained = True
+        return stats

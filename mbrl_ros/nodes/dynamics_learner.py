@@ -1,0 +1,187 @@
+"""dynamics_learner: fits models to the episodes on ``/mbrl/episodes`` and publishes them.
+
+Local models (time-varying linear-Gaussian, with a GMM / global-model / no prior) are fitted when a
+controller iteration's trials are complete; the global ensemble trains in the background on every
+trial so far. Each model goes out on ``/mbrl/model`` (reliable, transient-local, versioned) and is
+checkpointed atomically into ``model_dir``. Fitting runs in worker threads: callbacks stay
+responsive. Bad episode payloads are rejected and counted.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
+from std_msgs.msg import UInt8MultiArray
+
+from mbrl_ros.data.bag_episodes import episodes_from_streams, read_streams
+from mbrl_ros.data.episodes import Episodes
+from mbrl_ros.dynamics import serialization
+from mbrl_ros.dynamics.ensemble import EnsembleSettings
+from mbrl_ros.dynamics.learner import LOCAL_PRIORS, LearnerSettings, ModelLearner
+from mbrl_ros.ros import payloads, qos
+from mbrl_ros.ros.conversions import InvalidMessage
+from mbrl_ros.ros.diagnostics import diagnostic_array, status
+from mbrl_ros.ros.params import declare
+from mbrl_ros.ros.spin import run_node
+from mbrl_ros.sim.robots import robot_spec
+
+
+class DynamicsLearner(Node):
+    def __init__(self) -> None:
+        super().__init__("dynamics_learner")
+        robot = declare(self, "robot", "panda", "Robot whose joints the episodes hold (physics prior / residual base).", read_only=True)
+        ensemble_enabled = declare(self, "ensemble_enabled", True, "Train the global neural-network ensemble.", read_only=True)
+        local_prior = declare(self, "local_prior", "gmm", f"Prior of the local models: {', '.join(LOCAL_PRIORS)}.", read_only=True)
+        self._settings = LearnerSettings(
+            trials_per_iteration=declare(self, "trials_per_iteration", 5, "Trials per controller iteration.", low=2, high=100, read_only=True),
+            local_prior=local_prior,
+            ensemble=EnsembleSettings(
+                n_members=declare(self, "ensemble_members", 7, "Ensemble size E.", low=1, high=32, read_only=True),
+                n_elites=declare(self, "ensemble_elites", 5, "Members used for prediction.", low=1, high=32, read_only=True),
+                hidden_units=declare(self, "ensemble_hidden_units", 200, "Hidden units per layer.", low=8, high=2048, read_only=True),
+                hidden_layers=declare(self, "ensemble_hidden_layers", 4, "Hidden layers.", low=1, high=8, read_only=True),
+            ) if ensemble_enabled else None,
+            ensemble_epochs_per_update=declare(
+                self, "ensemble_epochs_per_update", 50, "Epoch cap per incremental training.", low=1, high=10000, read_only=True
+            ),
+            semi_parametric=declare(self, "semi_parametric", False, "Ensemble learns the physics model's residual.", read_only=True),
+            robot=robot,
+            dt_s=declare(self, "dt_s", 0.05, "Control period of the trials (s).", low=0.001, high=1.0, read_only=True),
+            seed=declare(self, "seed", 0, "Seed of the GMM and the ensemble.", low=0, high=2**31 - 1, read_only=True),
+        )
+        self._model_dir = Path(declare(self, "model_dir", "mbrl_models", "Checkpoint folder.", read_only=True))
+        self._trial_steps = declare(self, "trial_steps", 100, "Steps per trial (for bag seeding).", low=1, high=100000, read_only=True)
+        bag_paths = declare(self, "bag_paths", [""], "Bags to learn from at start (empty: none).", read_only=True)
+        checkpoint = declare(self, "checkpoint", "", "Ensemble checkpoint to start from (empty: none).", read_only=True)
+        torch.set_num_threads(declare(self, "torch_threads", 1, "Torch CPU threads for training.", low=1, high=64, read_only=True))
+
+        spec = robot_spec(robot)
+        self._joint_names = list(spec.joint_names)
+        self._learner = ModelLearner(self._settings, nx=2 * spec.nq, nu=spec.nq)
+        self._model_version = 0
+        self._version_lock = threading.Lock()
+        self._counts = {"episodes": 0, "rejected_episodes": 0, "local_fits": 0, "failed_fits": 0, "ensemble_trainings": 0}
+        self._last_train = {}
+
+        self._model_pub = self.create_publisher(UInt8MultiArray, "/mbrl/model", qos.MODEL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
+        self.create_subscription(UInt8MultiArray, "/mbrl/episodes", self._on_episodes, qos.EPISODES)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+        self._local_jobs: queue.Queue[int | None] = queue.Queue()
+        self._global_wakeup = threading.Event()
+        self._running = True
+        self._workers = [
+            threading.Thread(target=self._local_worker, name="local_fit", daemon=True),
+            threading.Thread(target=self._global_worker, name="ensemble_training", daemon=True),
+        ]
+        if checkpoint:
+            self._load_checkpoint(checkpoint)
+        for worker in self._workers:
+            worker.start()
+        paths = [p for p in bag_paths if p]
+        if paths:
+            self._seed_from_bags(paths)
+        self.get_logger().info(
+            f"learning {robot} dynamics: local prior {local_prior}, ensemble "
+            f"{'on' if ensemble_enabled else 'off'}{' (residual on physics)' if self._settings.semi_parametric else ''}, "
+            f"checkpoints in {self._model_dir}"
+        )
+
+    def _load_checkpoint(self, path: str) -> None:
+        base = self._learner.physics_model() if self._settings.semi_parametric else None
+        model, _ = serialization.load_ensemble(path, base_model=base)
+        self._learner.ensemble = model
+        self._learner.ensemble_trained = True
+        self._publish("ensemble", serialization.ensemble_to_bytes, model, {"source": str(path)})
+
+    def _seed_from_bags(self, paths: list[str]) -> None:
+        streams = read_streams(paths, joint_names=self._joint_names)
+        episodes = episodes_from_streams(streams, self._settings.dt_s, self._trial_steps)
+        self.get_logger().info(f"seeding from {len(paths)} bags: {streams.messages_read} messages, {len(episodes)} episodes")
+        for episode in episodes:
+            self._add(episode)
+
+    def _on_episodes(self, msg: UInt8MultiArray) -> None:
+        try:
+            episodes = payloads.decode_episodes(msg)
+            self._add(episodes)
+        except (InvalidMessage, ValueError) as err:
+            self._counts["rejected_episodes"] += 1
+            self.get_logger().warn(f"rejected episode: {err}", throttle_duration_sec=1.0)
+
+    def _add(self, episodes: Episodes) -> None:
+        complete = self._learner.add(episodes)
+        self._counts["episodes"] += episodes.n_trials
+        if complete is not None:
+            self._local_jobs.put(complete)
+        self._global_wakeup.set()
+
+    def _next_version(self) -> int:
+        with self._version_lock:
+            self._model_version += 1
+            return self._model_version
+
+    def _publish(self, kind: str, encode, model, info: dict) -> None:
+        version = self._next_version()
+        data = encode(model, self._joint_names, model_version=version, **info)
+        path = self._model_dir / f"{kind}_v{version:04d}.safetensors"
+        serialization.write_bytes(str(path), data)
+        serialization.write_bytes(str(self._model_dir / f"{kind}_latest.safetensors"), data)
+        self._model_pub.publish(payloads.encode_model(data))
+        self.get_logger().info(f"published {kind} model v{version} ({len(data) / 1e3:.0f} kB) {info}")
+
+    def _local_worker(self) -> None:
+        while self._running:
+            iteration = self._local_jobs.get()
+            if iteration is None:
+                return
+            try:
+                fit = self._learner.fit_local(iteration)
+            except (ValueError, ArithmeticError) as err:
+                self._counts["failed_fits"] += 1
+                self.get_logger().error(f"local fit of iteration {iteration} failed: {err}")
+                continue
+            self._counts["local_fits"] += 1
+            info = {"iteration": fit.iteration, "n_trials": fit.n_trials, "fit_time_s": round(fit.fit_time_s, 4)}
+            self._publish("tvlg", serialization.tvlg_to_bytes, fit.dynamics, info)
+
+    def _global_worker(self) -> None:
+        while self._running:
+            self._global_wakeup.wait()
+            self._global_wakeup.clear()
+            if not self._running:
+                return
+            stats = self._learner.train_global()
+            if stats is None:
+                continue
+            self._counts["ensemble_trainings"] += 1
+            self._last_train = {"epochs": stats.epochs, "n_train": stats.n_train, "train_time_s": round(stats.time_s, 3)}
+            self._publish("ensemble", serialization.ensemble_to_bytes, self._learner.ensemble, self._last_train)
+
+    def _publish_diagnostics(self) -> None:
+        level = DiagnosticStatus.WARN if self._counts["rejected_episodes"] or self._counts["failed_fits"] else DiagnosticStatus.OK
+        values = {**self._counts, "model_version": self._model_version, **self._last_train}
+        self._diag_pub.publish(
+            diagnostic_array(self.get_clock().now().to_msg(), status("dynamics_learner", "", level, "learning", values))
+        )
+
+    def shutdown(self) -> None:
+        self._running = False
+        self._local_jobs.put(None)
+        self._global_wakeup.set()
+        for worker in self._workers:
+            worker.join(timeout=5.0)
+
+
+def main(args=None) -> None:
+    run_node(DynamicsLearner, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,480 @@
+"""mpc_controller: torques on ``effort_controller/commands`` every tick, whatever planning is doing.
+
+A timer at ``control_rate_hz`` (node clock: simulated time under ``use_sim_time``) turns the latest
+joint state into a clipped torque from the current action source; it never waits for a plan.
+
+* ``lqr_flm``: runs trials of the time-varying linear-Gaussian controller (markers on
+  ``/mbrl/trial`` let the recorder cut episodes), then, once the learner's local model of the
+  iteration and the iteration's episodes have arrived, makes the KL-constrained update in a worker
+  thread and starts the next iteration. After ``iterations`` it switches to ``final_mode``.
+* ``ilqr`` / ``mppi``: a planner thread replans at ``plan_rate_hz`` from the latest state on the
+  learned ensemble (or the URDF physics model) and hands the torque loop a feedback policy.
+
+Safety: joints mapped by name; a joint state older than ``state_timeout_s`` (or never received)
+means zero torque and a report; torques are clipped to the URDF effort limits; zero torque on
+shutdown. Parameters are validated as a whole; a refused change says why.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, fields
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PointStamped
+from nav_msgs.msg import Path
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
+from std_srvs.srv import Trigger
+
+from mbrl_ros.control.controller_settings import PARAMETERS, ControllerSettings
+from mbrl_ros.control.costs import ReachCost
+from mbrl_ros.control.ilqr import ILQR
+from mbrl_ros.control.lg_policy import initial_pd_policy
+from mbrl_ros.control.lqr_flm_trainer import LQRFLMTrainer
+from mbrl_ros.control.mppi import MPPI
+from mbrl_ros.control.trials import TrialExecution
+from mbrl_ros.data.alignment import TrialMarker
+from mbrl_ros.data.episodes import Episodes
+from mbrl_ros.dynamics import serialization
+from mbrl_ros.dynamics.physics import PhysicsModel
+from mbrl_ros.ros import payloads, qos
+from mbrl_ros.ros.conversions import InvalidMessage, JointStateDecoder, command_msg, decode_point, path_msg
+from mbrl_ros.ros.diagnostics import PeriodStats, diagnostic_array, status
+from mbrl_ros.ros.params import declare
+from mbrl_ros.ros.spin import run_node
+
+#: An episode of the current iteration that has not arrived this long after the last trial ended
+#: is taken as lost (the recorder could not align it): another trial is run.
+_EPISODE_WAIT_S = 10.0
+
+
+def _parameter_value(value):
+    return tuple(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "array" else value
+
+
+class MPCController(Node):
+    def __init__(self) -> None:
+        super().__init__("mpc_controller")
+        defaults = ControllerSettings()
+        for f in fields(ControllerSettings):
+            info = PARAMETERS[f.name]
+            default = getattr(defaults, f.name)
+            declare(self, f.name, list(default) if isinstance(default, tuple) else default, info.description,
+                    low=info.low, high=info.high, read_only=info.read_only)
+        self.settings = self._settings_from(self.get_parameters([f.name for f in fields(ControllerSettings)]))
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        s = self.settings
+
+        self._physics = PhysicsModel.from_robot(s.robot, dt_s=s.dt_s)
+        self._joint_names = list(self._physics.spec.joint_names)
+        self._decoder = JointStateDecoder(self._joint_names)
+        self._limit = self._physics.effort_limit_nm
+        self._q0 = np.asarray(s.initial_positions_rad, dtype=float)
+        self._frame = self._physics.arm.model.frames[1].name  # the URDF's base link: /mbrl/plan's frame
+        self._rng = np.random.default_rng(s.seed)
+
+        self._lock = threading.Lock()
+        self._x: np.ndarray | None = None
+        self._x_time_s = -np.inf
+        self._goal = np.asarray(s.goal_xyz_m, dtype=float)
+        self._counts = {k: 0 for k in (
+            "rejected_joint_states", "rejected_goals", "rejected_models", "rejected_episodes", "stale_state_stops",
+            "deadline_misses", "clipped_ticks", "trials", "plans", "plan_failures")}
+        self._tick_stats = PeriodStats(window=int(5 * s.control_rate_hz))
+        self._tick_compute_s: list[float] = []
+        self._plan_times_s: list[float] = []
+        self._last_tick_s: float | None = None
+
+        # LQR-FLM state.
+        self._cost = ReachCost.for_model(self._physics, s.cost(), self._q0)
+        self._trainer = LQRFLMTrainer(
+            initial_pd_policy(s.trial_steps, self._q0, self._physics.mass_matrix(self._q0), s.initial_controller()),
+            self._cost, s.lqr_flm(),
+        )
+        self._iteration = 0
+        self._trial_number = 0
+        self._trials_run = 0
+        self._trial: TrialExecution | None = None
+        self._phase = "reset"
+        self._phase_until_s = 0.0
+        self._reset_pending = False
+        self._last_trial_end_s = 0.0
+        self._tvlg: dict[int, tuple[object, dict]] = {}
+        self._episodes: dict[int, list[Episodes]] = {}
+        self._updating = False
+        self._start_wall = time.monotonic()
+
+        # Receding-horizon state.
+        self._ensemble = None
+        self._model_version = 0
+        self._policy = None
+        self._planner = None
+        self._planner_key = None
+        self._plan_wakeup = threading.Event()
+
+        sensors = MutuallyExclusiveCallbackGroup()
+        ticks = MutuallyExclusiveCallbackGroup()
+        self._command_pub = self.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
+        self._marker_pub = self.create_publisher(String, "/mbrl/trial", qos.TRIAL_MARKERS)
+        self._plan_pub = self.create_publisher(Path, "/mbrl/plan", 1)
+        self._progress_pub = self.create_publisher(String, "/mbrl/progress", qos.PROGRESS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_SUB, callback_group=sensors)
+        self.create_subscription(PointStamped, "/mbrl/goal", self._on_goal, 10, callback_group=sensors)
+        self.create_subscription(UInt8MultiArray, "/mbrl/model", self._on_model, qos.MODEL, callback_group=sensors)
+        self.create_subscription(UInt8MultiArray, "/mbrl/episodes", self._on_episodes, qos.EPISODES, callback_group=sensors)
+        self._reset_client = (
+            self.create_client(Trigger, s.reset_service, callback_group=sensors) if s.reset_service else None
+        )
+        self.create_timer(1.0 / s.control_rate_hz, self._tick, callback_group=ticks)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=sensors)
+
+        self._running = True
+        self._planner_thread = threading.Thread(target=self._plan_loop, name="planner", daemon=True)
+        self._planner_thread.start()
+        self.get_logger().info(
+            f"{s.robot}: mode {s.mode}, torques at {s.control_rate_hz:g} Hz, goal {np.round(self._goal, 3).tolist()} m"
+        )
+
+    # ---- parameters ---------------------------------------------------------------------------------
+    def _settings_from(self, params) -> ControllerSettings:
+        return ControllerSettings(**{p.name: _parameter_value(p.value) for p in params})
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        try:
+            self.settings.replace(**{p.name: _parameter_value(p.value) for p in params})
+        except (ValueError, TypeError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        changed = {p.name: _parameter_value(p.value) for p in params}
+        self.settings = self.settings.replace(**changed)
+        if "goal_xyz_m" in changed:
+            self._set_goal(np.asarray(self.settings.goal_xyz_m, dtype=float))
+        if changed.keys() & {"ee_weight", "ee_weight_terminal", "effort_weight", "velocity_weight", "velocity_weight_terminal"}:
+            self._cost = ReachCost.for_model(self._physics, self.settings.cost(), self._q0)
+            self._cost.set_ee_target(self._goal)
+            self._trainer.cost = self._cost
+        self._plan_wakeup.set()
+
+    def _set_goal(self, goal: np.ndarray) -> None:
+        with self._lock:
+            self._goal = goal
+        self._plan_wakeup.set()
+
+    # ---- inputs -------------------------------------------------------------------------------------
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            x = self._decoder.decode(msg)
+        except InvalidMessage as err:
+            self._counts["rejected_joint_states"] += 1
+            self.get_logger().warn(f"rejected joint state: {err}", throttle_duration_sec=1.0)
+            return
+        with self._lock:
+            self._x = x
+            self._x_time_s = self._now_s()
+
+    def _on_goal(self, msg: PointStamped) -> None:
+        try:
+            goal = decode_point(msg)
+            self.settings.replace(goal_xyz_m=tuple(goal))
+        except (InvalidMessage, ValueError) as err:
+            self._counts["rejected_goals"] += 1
+            self.get_logger().warn(f"rejected goal: {err}", throttle_duration_sec=1.0)
+            return
+        self._set_goal(goal)
+
+    def _on_model(self, msg: UInt8MultiArray) -> None:
+        try:
+            data = payloads.decode_model_bytes(msg)
+            _, meta = serialization.from_bytes(data)
+            if meta["kind"] == "tvlg":
+                dynamics, meta = serialization.tvlg_from_bytes(data)
+                with self._lock:
+                    self._tvlg[int(meta.get("iteration", -1))] = (dynamics, meta)
+            elif meta["kind"] == "ensemble":
+                model, meta = serialization.ensemble_from_bytes(data, base_model=self._physics)
+                with self._lock:
+                    self._ensemble = model
+                    self._model_version = int(meta.get("model_version", 0))
+                self._plan_wakeup.set()
+            else:
+                raise InvalidMessage(f"model kind {meta['kind']!r} is not one the controller uses")
+        except (InvalidMessage, ValueError) as err:
+            self._counts["rejected_models"] += 1
+            self.get_logger().warn(f"rejected model: {err}", throttle_duration_sec=1.0)
+            return
+        self._maybe_update()
+
+    def _on_episodes(self, msg: UInt8MultiArray) -> None:
+        try:
+            episodes = payloads.decode_episodes(msg)
+        except InvalidMessage as err:
+            self._counts["rejected_episodes"] += 1
+            self.get_logger().warn(f"rejected episodes: {err}", throttle_duration_sec=1.0)
+            return
+        if episodes.metadata.get("mode") != "lqr_flm":
+            return
+        with self._lock:
+            self._episodes.setdefault(int(episodes.metadata.get("iteration", -1)), []).append(episodes)
+        self._maybe_update()
+
+    # ---- the torque loop ----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        started = time.perf_counter()
+        now = self._now_s()
+        period = 1.0 / self.settings.control_rate_hz
+        if self._last_tick_s is not None and now - self._last_tick_s > 1.5 * period:
+            self._counts["deadline_misses"] += 1
+        self._last_tick_s = now
+        self._tick_stats.tick(now)
+        with self._lock:
+            x, age = self._x, now - self._x_time_s
+        if x is None or age > self.settings.state_timeout_s:
+            if x is not None:
+                self._counts["stale_state_stops"] += 1
+                self.get_logger().warn(f"joint state is {age:.3f} s old: zero torque", throttle_duration_sec=1.0)
+            self._abort_trial()
+            self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
+            return
+        u = self._action(x, now)
+        clipped = np.clip(u, -self._limit, self._limit)
+        if not np.all(np.isfinite(clipped)):
+            clipped = np.zeros_like(clipped)
+        if np.any(clipped != u):
+            self._counts["clipped_ticks"] += 1
+        self._command_pub.publish(command_msg(clipped))
+        self._tick_compute_s.append(time.perf_counter() - started)
+
+    def _action(self, x: np.ndarray, now: float) -> np.ndarray:
+        if self._phase in ("reset", "settle"):
+            return self._reset_step(x, now)
+        if self.settings.mode == "lqr_flm":
+            return self._lqr_flm_step(x, now)
+        policy = self._policy
+        return np.zeros(len(self._joint_names)) if policy is None else policy.action(x, now)
+
+    def _reset_step(self, x: np.ndarray, now: float) -> np.ndarray:
+        """Back to the start configuration: the reset service, or a PD hold for ``settle_s``."""
+        zero = np.zeros(len(self._joint_names))
+        if self._phase == "reset":
+            if self._reset_client is not None:
+                if not self._reset_pending:
+                    if not self._reset_client.service_is_ready():
+                        return zero
+                    self._reset_pending = True
+                    self._reset_client.call_async(Trigger.Request()).add_done_callback(self._on_reset_done)
+                return zero
+            self._phase, self._phase_until_s = "settle", now + max(self.settings.settle_s, 2.0)
+        if self._phase == "settle" and now >= self._phase_until_s:
+            self._phase = "run"
+            self._policy = None
+            self._plan_wakeup.set()
+        if self._reset_client is not None:
+            return zero
+        q, qd = x[: len(zero)], x[len(zero):]
+        omega, zeta = self.settings.init_pd_omega_rad_s, 0.9
+        return self._physics.mass_matrix(self._q0) @ (omega**2 * (self._q0 - q) - 2.0 * zeta * omega * qd)
+
+    def _on_reset_done(self, future) -> None:
+        self._reset_pending = False
+        if future.result() is not None and future.result().success:
+            self._phase, self._phase_until_s = "settle", self._now_s() + self.settings.settle_s
+
+    def _lqr_flm_step(self, x: np.ndarray, now: float) -> np.ndarray:
+        s = self.settings
+        zero = np.zeros(len(self._joint_names))
+        if self._trial is None:
+            if self._trials_run >= s.trials_per_iteration:
+                with self._lock:
+                    received = len(self._episodes.get(self._iteration, []))
+                if received < s.trials_per_iteration and now - self._last_trial_end_s > _EPISODE_WAIT_S:
+                    self._trials_run = received  # a trial was lost on the way: run another
+                return zero
+            self._start_trial(now)
+        u = self._trial.action(x, now)
+        if self._trial.finished(now):
+            self._publish_marker("end", self._trial)
+            self._trial = None
+            self._trials_run += 1
+            self._last_trial_end_s = now
+            self._phase = "reset"
+        return u
+
+    def _start_trial(self, now: float) -> None:
+        self._trial_number += 1
+        self._counts["trials"] += 1
+        self._trial = TrialExecution(self._trainer.policy, now, self.settings.dt_s, self._rng)
+        self._publish_marker("start", self._trial)
+        ee = self._physics.kinematics.ee_position(self._trainer.policy.x_hat[:, : len(self._joint_names)])
+        self._plan_pub.publish(path_msg(ee, self._frame, self.get_clock().now().to_msg()))
+
+    def _abort_trial(self) -> None:
+        if self._trial is not None:
+            self.get_logger().error(f"trial {self._trial_number} aborted: no fresh joint state")
+            self._trial = None
+            self._phase = "reset"
+
+    def _publish_marker(self, event: str, trial: TrialExecution) -> None:
+        marker = TrialMarker(event, self._trial_number, self._iteration, trial.start_s, trial.dt_s, trial.steps,
+                             tuple(float(v) for v in self._goal), tuple(self._joint_names), "lqr_flm")
+        self._marker_pub.publish(payloads.trial_marker_msg(marker))
+
+    # ---- LQR-FLM update -----------------------------------------------------------------------------
+    def _maybe_update(self) -> None:
+        s = self.settings
+        with self._lock:
+            episodes = self._episodes.get(self._iteration, [])
+            ready = (not self._updating and s.mode == "lqr_flm" and self._iteration in self._tvlg
+                     and len(episodes) >= s.trials_per_iteration)
+            if not ready:
+                return
+            self._updating = True
+            batch = Episodes.concatenate(episodes[: s.trials_per_iteration])
+            dynamics, meta = self._tvlg[self._iteration]
+        threading.Thread(target=self._update, args=(batch, dynamics, meta), name="lqr_flm_update", daemon=True).start()
+
+    def _update(self, episodes: Episodes, dynamics, meta: dict) -> None:
+        s = self.settings
+        try:
+            self._cost.set_ee_target(episodes.goal)
+            stats = self._trainer.update(episodes, dynamics)
+        except (ValueError, ArithmeticError) as err:
+            self.get_logger().error(f"LQR-FLM update of iteration {self._iteration} failed: {err}; repeating the iteration")
+            with self._lock:
+                self._episodes.pop(self._iteration, None)
+                self._tvlg.pop(self._iteration, None)
+                self._trials_run = 0
+                self._updating = False
+            return
+        final_q = episodes.x[:, -1, : len(self._joint_names)]
+        distances = np.linalg.norm(self._physics.kinematics.ee_position(final_q) - episodes.goal, axis=1)
+        progress = {
+            "iteration": self._iteration,
+            "trials": episodes.n_trials,
+            "mean_final_distance_m": float(distances.mean()),
+            "final_distances_m": distances.tolist(),
+            "mean_cost": stats.mean_cost,
+            "kl_nats": stats.kl_nats,
+            "epsilon_nats": stats.epsilon_nats,
+            "step_mult": stats.step_mult,
+            "model_version": int(meta.get("model_version", 0)),
+            "wall_time_s": time.monotonic() - self._start_wall,
+        }
+        self._progress_pub.publish(String(data=json.dumps(progress)))
+        self.get_logger().info(
+            f"iteration {self._iteration}: final distance {distances.mean() * 100:.2f} cm, cost {stats.mean_cost:.1f}, "
+            f"KL {stats.kl_nats:.2f}/{stats.epsilon_nats:.2f}"
+        )
+        with self._lock:
+            self._episodes.pop(self._iteration, None)
+            self._tvlg.pop(self._iteration, None)
+            self._iteration += 1
+            self._trials_run = 0
+            self._updating = False
+        self._phase = "reset"  # the arm has idled during the update: start the next trial from rest
+        if s.iterations and self._iteration >= s.iterations and s.final_mode != "lqr_flm":
+            self.get_logger().info(f"{s.iterations} iterations done: switching to {s.final_mode}")
+            self.set_parameters([Parameter("mode", value=s.final_mode)])
+
+    # ---- receding-horizon planning ------------------------------------------------------------------
+    def _planning_model(self):
+        if self.settings.model_source == "physics":
+            return self._physics
+        return self._ensemble
+
+    def _make_planner(self, model):
+        s = self.settings
+        key = (s.mode, id(model), s.horizon_steps, s.ilqr_max_iterations, s.mppi_samples, s.mppi_temperature,
+               s.mppi_noise_sigma_nm, s.ee_weight, s.ee_weight_terminal, s.effort_weight, s.velocity_weight,
+               s.velocity_weight_terminal)
+        if key != self._planner_key:
+            cost = ReachCost.for_model(self._physics, s.cost(), self._q0)
+            if s.mode == "ilqr":
+                self._planner = ILQR(model, cost, s.ilqr(), -self._limit, self._limit)
+            else:
+                self._planner = MPPI(model, cost, s.mppi(), -self._limit, self._limit)
+            self._planner_key = key
+        with self._lock:
+            self._planner.cost.set_ee_target(self._goal)
+        return self._planner
+
+    def _plan_loop(self) -> None:
+        while self._running:
+            s = self.settings
+            model = self._planning_model()
+            with self._lock:
+                x, age = self._x, self._now_s() - self._x_time_s
+            if s.mode == "lqr_flm" or self._phase != "run" or model is None or x is None or age > s.state_timeout_s:
+                self._plan_wakeup.wait(timeout=0.1)
+                self._plan_wakeup.clear()
+                continue
+            started = time.perf_counter()
+            try:
+                planner = self._make_planner(model)
+                policy = planner.optimize(x, self._now_s())
+            except (ValueError, ArithmeticError) as err:
+                self._counts["plan_failures"] += 1
+                self.get_logger().error(f"planning failed: {err}", throttle_duration_sec=1.0)
+                time.sleep(1.0 / s.plan_rate_hz)
+                continue
+            self._policy = policy
+            elapsed = time.perf_counter() - started
+            self._plan_times_s.append(elapsed)
+            self._counts["plans"] += 1
+            ee = self._physics.kinematics.ee_position(policy.X[:, : len(self._joint_names)])
+            self._plan_pub.publish(path_msg(ee, self._frame, self.get_clock().now().to_msg()))
+            self._plan_wakeup.wait(timeout=max(0.0, 1.0 / s.plan_rate_hz - elapsed))
+            self._plan_wakeup.clear()
+
+    # ---- reporting ----------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        summary = self._tick_stats.summary()
+        compute, self._tick_compute_s = np.asarray(self._tick_compute_s), []
+        plans, self._plan_times_s = np.asarray(self._plan_times_s), []
+        values = {
+            "mode": self.settings.mode,
+            "phase": self._phase,
+            "iteration": self._iteration,
+            **summary.as_dict(),
+            "tick_compute_p99_ms": float(np.percentile(compute, 99) * 1e3) if compute.size else 0.0,
+            "plan_time_mean_ms": float(plans.mean() * 1e3) if plans.size else 0.0,
+            "plan_time_max_ms": float(plans.max() * 1e3) if plans.size else 0.0,
+            "model_version": self._model_version,
+            **self._counts,
+        }
+        rejected = sum(v for k, v in self._counts.items() if k.startswith("rejected"))
+        level = DiagnosticStatus.WARN if rejected or self._counts["stale_state_stops"] else DiagnosticStatus.OK
+        self._diag_pub.publish(
+            diagnostic_array(self.get_clock().now().to_msg(), status("mpc_controller", self.settings.robot, level, self._phase, values))
+        )
+
+    def shutdown(self) -> None:
+        self._running = False
+        self._plan_wakeup.set()
+        self._planner_thread.join(timeout=5.0)
+        # ros2_control's effort controller holds the last command forever: leave zeros behind.
+        for _ in range(3):
+            self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
+
+
+def main(args=None) -> None:
+    run_node(MPCController, args, executor_factory=lambda: MultiThreadedExecutor(num_threads=3))
+
+
+if __name__ == "__main__":
+    main()
