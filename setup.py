@@ -27,6 +27,8 @@ setup(
         "console_scripts": [
             "sim_node = mbrl_ros.nodes.sim_node:main",
             "trajectory_recorder = mbrl_ros.nodes.trajectory_recorder:main",
+            "dynamics_learner = mbrl_ros.nodes.dynamics_learner:main",
+            "mpc_controller = mbrl_ros.nodes.mpc_controller:main",
             "mbrl-ros = mbrl_ros.cli:main",
         ],
     },

@@ -20,7 +20,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
+# Single-threaded BLAS: the matrices here are small, and on a loaded 2-core machine OpenBLAS's
+# spinning worker threads made one GMM refit 10-100x slower. Must be set before numpy loads.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,7 +93,7 @@ def run(settings: ReachSettings, verbose: bool = True) -> dict:
         s.horizon_steps, q0, M0, InitialControllerSettings(omega_rad_s=s.pd_omega_rad_s, noise_scale_rad_s2=s.noise_scale_rad_s2)
     )
     prior = GMMPrior(GMMPriorSettings(strength=s.prior_strength), seed=s.seed)
-    trainer = LQRFLMTrainer(policy, cost, prior, LQRFLMSettings(kl_step_nats_per_step=s.kl_step_nats_per_step))
+    trainer = LQRFLMTrainer(policy, cost, LQRFLMSettings(kl_step_nats_per_step=s.kl_step_nats_per_step), prior=prior)
 
     def final_distances(eps) -> np.ndarray:
         return np.linalg.norm(np.asarray(eps.metadata["final_ee_positions_m"]) - target, axis=1)

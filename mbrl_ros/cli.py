@@ -46,6 +46,25 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from mbrl_ros import demo
+
+    return demo.main(demo.DemoSettings(
+        config=args.config, iterations=args.iterations, trials_per_iteration=args.trials, trial_steps=args.steps,
+        hold_s=args.hold_s, real_time_factor=args.real_time_factor, timeout_s=args.timeout_s, runs_dir=args.runs_dir,
+    ))
+
+
+def _param(args: argparse.Namespace) -> int:
+    from mbrl_ros.ros import param_tool
+
+    if args.action in ("get", "describe", "set") and not args.name:
+        raise SystemExit(f"mbrl-ros param {args.action} NODE NAME{' VALUE' if args.action == 'set' else ''}")
+    if args.action == "set" and args.value is None:
+        raise SystemExit("mbrl-ros param set NODE NAME VALUE")
+    return param_tool.main(args.action, args.node, args.name, args.value)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -91,6 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default="sim_panda", help="shipped config name or a YAML path")
     check.add_argument("--json", help="also write the report as JSON to this path")
     check.set_defaults(func=_sim_check)
+    demo = sub.add_parser("demo", help="the arm learns to reach from no model (four processes), then holds the goal")
+    demo.add_argument("--config", default="mbrl_sim")
+    demo.add_argument("--iterations", type=int, default=10)
+    demo.add_argument("--trials", type=int, default=5, help="trials per iteration")
+    demo.add_argument("--steps", type=int, default=100, help="steps of dt_s per trial")
+    demo.add_argument("--hold-s", type=float, default=8.0, help="seconds of the final-mode hold that are measured")
+    demo.add_argument("--real-time-factor", type=float, default=1.0)
+    demo.add_argument("--timeout-s", type=float, default=900.0)
+    demo.add_argument("--runs-dir", default="runs")
+    demo.set_defaults(func=_demo)
+
+    param = sub.add_parser("param", help="list, get, describe or set a running node's parameters (like ros2 param)")
+    param.add_argument("action", choices=["list", "get", "describe", "set"])
+    param.add_argument("node")
+    param.add_argument("name", nargs="?")
+    param.add_argument("value", nargs="?", help="YAML value, e.g. 40, 0.5, true, [0.4, 0.1, 0.5]")
+    param.set_defaults(func=_param)
+
     run = sub.add_parser("run", help="start the nodes of a YAML config as separate processes (like ros2 launch)")
     run.add_argument("--config", default="mbrl_sim", help="shipped config name or a YAML path")
     run.add_argument("--param", "-p", action="append", default=[], metavar="NODE.PARAM:=VALUE",

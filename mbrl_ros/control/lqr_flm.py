@@ -279,7 +279,8 @@ def lqr_flm_update(
     eta = s.initial_eta if eta is None else float(np.clip(eta, s.min_eta, s.max_eta))
     lo, hi = s.min_eta, s.max_eta
     history = []
-    best = None
+    best = None  # the last evaluated candidate
+    feasible = None  # the last candidate whose KL is within the bound (+ tolerance)
     converged = False
     it = 0
     for it in range(1, s.max_dual_iterations + 1):
@@ -297,6 +298,8 @@ def lqr_flm_update(
         kl = float(np.sum(trajectory_kl(new, prev, dynamics, dist)))
         history.append((eta, kl))
         best = (new, eta, kl, dist)
+        if kl < (1.0 + s.kl_tolerance) * epsilon:
+            feasible = best
         con = kl - epsilon
         if abs(con) < s.kl_tolerance * epsilon:
             converged = True
@@ -312,6 +315,8 @@ def lqr_flm_update(
             eta = min(np.sqrt(lo * hi), 10.0 * lo)
     if best is None:
         raise NotPositiveDefiniteError(-1, "LQR-FLM found no η with a positive definite Quu")
+    if not converged and feasible is not None:
+        best = feasible  # out of iterations: never return a step larger than the bound
     new, eta, kl, dist = best
     policy = LinearGaussianPolicy(new.K, np.zeros_like(new.k), dist.mu_x[:-1], dist.mu_u, new.covar)
     return LQRFLMResult(

@@ -10,7 +10,9 @@ One iteration (Levine & Abbeel 2014, as in guided policy search's trajectory opt
 5. the KL-constrained update (:func:`~mbrl_ros.control.lqr_flm.lqr_flm_update`) gives the next
    controller.
 
-No simulator and no ROS here: :meth:`LQRFLMTrainer.iteration` takes :class:`Episodes`.
+No simulator and no ROS here: :meth:`LQRFLMTrainer.iteration` takes :class:`Episodes` and fits the
+local model itself (steps 2-5); :meth:`LQRFLMTrainer.update` takes the trials together with a TVLG
+model fitted elsewhere (e.g. by the dynamics learner node) and does steps 3-5.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from mbrl_ros.control.lqr_flm import (
     quadratic_cost_from_trials,
 )
 from mbrl_ros.data.episodes import Episodes
-from mbrl_ros.dynamics.tvlg import TVLGFitSettings, fit_tvlg
+from mbrl_ros.dynamics.tvlg import TVLGDynamics, TVLGFitSettings, fit_tvlg
 
 
 @dataclass
@@ -44,6 +46,7 @@ class IterationStats:
     eta: float
     step_mult: float
     dual_iterations: int
+    converged: bool
     prior_fit_time_s: float
     dynamics_fit_time_s: float
     update_time_s: float
@@ -59,8 +62,8 @@ class LQRFLMTrainer:
         self,
         initial_policy: LinearGaussianPolicy,
         cost,
-        prior,
         settings: LQRFLMSettings | None = None,
+        prior=None,
         fit_settings: TVLGFitSettings | None = None,
     ) -> None:
         self.policy = initial_policy
@@ -75,14 +78,26 @@ class LQRFLMTrainer:
         self.history: list[IterationStats] = []
 
     def iteration(self, episodes: Episodes) -> IterationStats:
-        """Learn from trials collected with ``self.policy``; replaces ``self.policy`` with the update."""
-        if episodes.horizon_steps != self.policy.horizon_steps:
-            raise ValueError(f"trials have T={episodes.horizon_steps}, the controller T={self.policy.horizon_steps}")
+        """Learn from trials collected with ``self.policy``: update the prior, fit TVLG, update."""
+        if self.prior is None:
+            raise ValueError("LQRFLMTrainer.iteration needs a prior (GMMPrior, GlobalModelPrior or NoPrior)")
+        self._check(episodes)
         t0 = time.perf_counter()
         self.prior.update(episodes)
         t1 = time.perf_counter()
         dynamics = fit_tvlg(episodes, self.prior, self.fit_settings)
         t2 = time.perf_counter()
+        return self.update(episodes, dynamics, prior_fit_time_s=t1 - t0, dynamics_fit_time_s=t2 - t1)
+
+    def update(self, episodes: Episodes, dynamics: TVLGDynamics, prior_fit_time_s: float = 0.0,
+               dynamics_fit_time_s: float = 0.0) -> IterationStats:
+        """KL-constrained update from trials of ``self.policy`` and a TVLG model fitted to them."""
+        self._check(episodes)
+        if (dynamics.horizon_steps, dynamics.nx, dynamics.nu) != (episodes.horizon_steps, episodes.nx, episodes.nu):
+            raise ValueError(
+                f"dynamics (T, nx, nu) = {(dynamics.horizon_steps, dynamics.nx, dynamics.nu)} do not match the trials "
+                f"{(episodes.horizon_steps, episodes.nx, episodes.nu)}"
+            )
         qcost, totals = quadratic_cost_from_trials(self.cost, episodes)
         if self._prev is not None:
             prev_policy, prev_dyn, prev_cost = self._prev
@@ -103,10 +118,18 @@ class LQRFLMTrainer:
             eta=result.eta,
             step_mult=self.step_mult,
             dual_iterations=result.dual_iterations,
-            prior_fit_time_s=t1 - t0,
-            dynamics_fit_time_s=t2 - t1,
+            converged=result.converged,
+            prior_fit_time_s=prior_fit_time_s,
+            dynamics_fit_time_s=dynamics_fit_time_s,
             update_time_s=result.solve_time_s,
         )
         self.history.append(stats)
         self.iteration_index += 1
         return stats
+
+    def _check(self, episodes: Episodes) -> None:
+        if episodes.horizon_steps != self.policy.horizon_steps or episodes.nx != self.policy.nx or episodes.nu != self.policy.nu:
+            raise ValueError(
+                f"trials have (T, nx, nu) = {(episodes.horizon_steps, episodes.nx, episodes.nu)}, the controller "
+                f"{(self.policy.horizon_steps, self.policy.nx, self.policy.nu)}"
+            )

@@ -55,6 +55,7 @@ class EnsembleSettings:
         cosine_lr_decay: anneal the learning rate to 1 % of its value over ``max_epochs`` of each
             ``train`` call (cosine); markedly lowers the final error for the same epochs.
         linear_skip: add a per-member linear map of the normalised input to the mean output.
+        max_transitions: training data kept (the most recent transitions).
         linear_skip_init: initialise that map at the first ``train`` call to the least-squares
             linear model of the data (the MLP's mean head then starts near zero).
         loss: ``nll`` (Gaussian negative log-likelihood, PETS) or ``mse`` (mean only; the
@@ -82,6 +83,7 @@ class EnsembleSettings:
     linear_skip_init: bool = False
     loss: str = "nll"
     cosine_lr_decay: bool = False
+    max_transitions: int = 200_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,8 +93,8 @@ class EnsembleSettings:
             raise ValueError(f"hidden_units and hidden_layers must be >= 1, got {self.hidden_units}, {self.hidden_layers}")
         if not self.learning_rate > 0.0 or not self.weight_decay >= 0.0:
             raise ValueError(f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate}, {self.weight_decay}")
-        if self.batch_size < 1 or self.max_epochs_per_train < 1 or self.patience_epochs < 1:
-            raise ValueError("batch_size, max_epochs_per_train and patience_epochs must be >= 1")
+        if self.batch_size < 1 or self.max_epochs_per_train < 1 or self.patience_epochs < 1 or self.max_transitions < 4:
+            raise ValueError("batch_size, max_epochs_per_train, patience_epochs must be >= 1 and max_transitions >= 4")
         if not 0.0 < self.holdout_fraction < 0.5:
             raise ValueError(f"holdout_fraction must be in (0, 0.5), got {self.holdout_fraction}")
         if not self.init_min_logvar < self.init_max_logvar:
@@ -174,8 +176,9 @@ class EnsembleDynamics:
         self.nx, self.nu, self.dt_s = int(nx), int(nu), float(dt_s)
         self.settings = settings or EnsembleSettings()
         self.base_model = base_model
-        torch.manual_seed(self.settings.seed)
-        self.net = GaussianEnsembleNet(nx + nu, nx, self.settings)  # float32 weights
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
+            torch.manual_seed(self.settings.seed)
+            self.net = GaussianEnsembleNet(nx + nu, nx, self.settings)  # float32 weights
         self._rng = np.random.default_rng(self.settings.seed)
         # Normalisation statistics (float64 tensors).
         self.in_mean = torch.zeros(nx + nu, dtype=torch.float64)
@@ -223,6 +226,10 @@ class EnsembleDynamics:
         self._data_u = np.concatenate([self._data_u, u])
         self._data_y = np.concatenate([self._data_y, y])
         self._holdout_mask = np.concatenate([self._holdout_mask, holdout])
+        keep = self.settings.max_transitions
+        if self._data_x.shape[0] > keep:
+            self._data_x, self._data_u = self._data_x[-keep:], self._data_u[-keep:]
+            self._data_y, self._holdout_mask = self._data_y[-keep:], self._holdout_mask[-keep:]
 
     # ---- training -------------------------------------------------------------------------------
     def _normalise_in(self, z: torch.Tensor) -> torch.Tensor:

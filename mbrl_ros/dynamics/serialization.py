@@ -106,7 +106,7 @@ def from_bytes(data: bytes, expected_kind: str | None = None, source: str = "pay
 
 def save(path: str, arrays: dict[str, np.ndarray], metadata: dict) -> None:
     """Write atomically: temp file in the target directory, fsync, ``os.replace``."""
-    _write_bytes(path, to_bytes(arrays, metadata))
+    write_bytes(path, to_bytes(arrays, metadata))
 
 
 def load(path: str, expected_kind: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -159,7 +159,7 @@ def policy_from_bytes(data: bytes, source: str = "payload"):
 
 def save_policy(path: str, policy, joint_names=(), training: dict | None = None, **extra) -> None:
     """Save a :class:`~mbrl_ros.control.lg_policy.LinearGaussianPolicy` (kind ``lg_policy``)."""
-    _write_bytes(path, policy_to_bytes(policy, joint_names, training, **extra))
+    write_bytes(path, policy_to_bytes(policy, joint_names, training, **extra))
 
 
 def load_policy(path: str):
@@ -169,27 +169,41 @@ def load_policy(path: str):
 
 
 # ---- TVLG dynamics -------------------------------------------------------------------------------
-def save_tvlg(path: str, dynamics, joint_names=(), training: dict | None = None) -> None:
-    """Save :class:`~mbrl_ros.dynamics.tvlg.TVLGDynamics` (kind ``tvlg``)."""
+def tvlg_to_bytes(dynamics, joint_names=(), training: dict | None = None, **extra) -> bytes:
+    """Encode :class:`~mbrl_ros.dynamics.tvlg.TVLGDynamics` (kind ``tvlg``); ``extra`` goes into the metadata."""
     T, nx, nz = dynamics.Fm.shape
     arrays = {"Fm": dynamics.Fm, "fv": dynamics.fv, "dyn_covar": dynamics.dyn_covar, "x0_mean": dynamics.x0_mean,
               "x0_covar": dynamics.x0_covar}
     meta = {"kind": "tvlg", "dims": {"T": T, "nx": nx, "nu": nz - nx}, "dt_s": dynamics.dt_s if np.isfinite(dynamics.dt_s) else None,
-            "joint_names": list(joint_names), "training": training or {}}
-    save(path, arrays, meta)
+            "joint_names": list(joint_names), "training": training or {}, **extra}
+    return to_bytes(arrays, meta)
+
+
+def tvlg_from_bytes(data: bytes, source: str = "payload"):
+    """Returns ``(TVLGDynamics, metadata)``; raises :class:`SerializationError`."""
+    from mbrl_ros.dynamics.tvlg import TVLGDynamics
+
+    arrays, meta = from_bytes(data, "tvlg", source)
+    d = _dims(meta, ("T", "nx", "nu"), source)
+    T, nx, nu = d["T"], d["nx"], d["nu"]
+    _check_shapes(arrays, {"Fm": (T, nx, nx + nu), "fv": (T, nx), "dyn_covar": (T, nx, nx), "x0_mean": (nx,), "x0_covar": (nx, nx)}, source)
+    dt = meta.get("dt_s")
+    try:
+        return TVLGDynamics(arrays["Fm"], arrays["fv"], arrays["dyn_covar"], arrays["x0_mean"], arrays["x0_covar"],
+                            float("nan") if dt is None else float(dt)), meta
+    except ValueError as exc:
+        raise SerializationError(f"{source}: invalid TVLG model ({exc})") from None
+
+
+def save_tvlg(path: str, dynamics, joint_names=(), training: dict | None = None, **extra) -> None:
+    """Save :class:`~mbrl_ros.dynamics.tvlg.TVLGDynamics` (kind ``tvlg``)."""
+    write_bytes(path, tvlg_to_bytes(dynamics, joint_names, training, **extra))
 
 
 def load_tvlg(path: str):
     """Returns ``(TVLGDynamics, metadata)``."""
-    from mbrl_ros.dynamics.tvlg import TVLGDynamics
-
-    arrays, meta = load(path, "tvlg")
-    d = _dims(meta, ("T", "nx", "nu"), path)
-    T, nx, nu = d["T"], d["nx"], d["nu"]
-    _check_shapes(arrays, {"Fm": (T, nx, nx + nu), "fv": (T, nx), "dyn_covar": (T, nx, nx), "x0_mean": (nx,), "x0_covar": (nx, nx)}, path)
-    dt = meta.get("dt_s")
-    return TVLGDynamics(arrays["Fm"], arrays["fv"], arrays["dyn_covar"], arrays["x0_mean"], arrays["x0_covar"],
-                        float("nan") if dt is None else float(dt)), meta
+    with open(path, "rb") as fh:
+        return tvlg_from_bytes(fh.read(), str(path))
 
 
 # ---- ensemble ------------------------------------------------------------------------------------
@@ -231,7 +245,7 @@ def ensemble_from_bytes(data: bytes, base_model=None, source: str = "payload"):
 
 def save_ensemble(path: str, model, joint_names=(), **extra) -> None:
     """Save an ensemble (kind ``ensemble``): weights, normalisation, elites, settings."""
-    _write_bytes(path, ensemble_to_bytes(model, joint_names, **extra))
+    write_bytes(path, ensemble_to_bytes(model, joint_names, **extra))
 
 
 def load_ensemble(path: str, base_model=None):
@@ -240,7 +254,8 @@ def load_ensemble(path: str, base_model=None):
         return ensemble_from_bytes(fh.read(), base_model, str(path))
 
 
-def _write_bytes(path: str, payload: bytes) -> None:
+def write_bytes(path: str, payload: bytes) -> None:
+    """Write ``payload`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)

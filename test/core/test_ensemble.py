@@ -20,9 +20,17 @@ def _pendulum_data(n, seed, spread=1.0):
     return x, u, xn
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a loaded 2-core machine more threads made training 4x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
-    torch.set_num_threads(1)
     m = EnsembleDynamics(2, 1, 0.05, EnsembleSettings(**SMALL, max_epochs_per_train=60))
     m.add_transitions(*_pendulum_data(600, 0))
     m.train()
@@ -87,7 +95,6 @@ def test_trajectory_sampling_ts_inf_keeps_members_ts1_redraws(model):
 
 
 def test_incremental_training_uses_new_data():
-    torch.set_num_threads(1)
     m = EnsembleDynamics(2, 1, 0.05, EnsembleSettings(**SMALL, max_epochs_per_train=20))
     m.add_transitions(*_pendulum_data(100, 3, spread=0.5))
     first = m.train()
@@ -119,7 +126,6 @@ class _Linear:
 
 
 def test_semi_parametric_learns_the_residual():
-    torch.set_num_threads(1)
     x, u, xn = _pendulum_data(600, 6)
     m = EnsembleDynamics(2, 1, 0.05, EnsembleSettings(**SMALL, max_epochs_per_train=60), base_model=_Linear())
     m.add_transitions(x, u, xn)

@@ -86,7 +86,7 @@ def test_iterations_on_sampled_trials_decrease_cost():
     dyn, _, init, (A, B, W, Q, R) = _problem(1)
     rng = np.random.default_rng(1)
     cost = QuadraticCost(Q, R, 10 * Q)
-    trainer = LQRFLMTrainer(init, cost, NoPrior())
+    trainer = LQRFLMTrainer(init, cost, prior=NoPrior())
     costs = []
     for it in range(6):
         N = 20
@@ -183,3 +183,36 @@ def test_initial_pd_policy_is_mass_scaled():
     np.testing.assert_allclose(np.sqrt(np.diagonal(pol.covar[0])), 2.0 * np.sqrt([2.0, 0.5]))
     with pytest.raises(ValueError):
         InitialControllerSettings(omega_rad_s=0.0)
+
+
+def test_non_convex_cost_raises_eta_until_quu_is_positive_definite():
+    dyn, cost, init, _ = _problem(4)
+    Cm = cost.Cm.copy()
+    Cm[:, NX:, NX:] = -0.5 * np.eye(NU)  # concave in u: small η makes Quu indefinite
+    bad = LocalQuadraticCost(Cm, cost.cv, cost.cc, cost.CmT, cost.cvT, cost.ccT)
+    res = lqr_flm_update(init, dyn, bad, step_mult=1.0, eta=1e-6)
+    assert any(np.isnan(kl) for _, kl in res.eta_history)  # it met an indefinite Quu on the way
+    assert np.all(np.linalg.eigvalsh(res.policy.covar) > 0)
+    assert res.kl_nats < 1.1 * res.epsilon_nats
+
+
+def test_trainer_update_with_an_externally_fitted_model():
+    dyn, _, init, (A, B, W, Q, R) = _problem(5)
+    cost = QuadraticCost(Q, R, 10 * Q)
+    trainer = LQRFLMTrainer(init, cost, LQRFLMSettings(kl_step_nats_per_step=0.5))
+    rng = np.random.default_rng(5)
+    N = 5
+    x = np.zeros((N, T + 1, NX))
+    u = rng.standard_normal((N, T, NU))
+    x[:, 0] = dyn.x0_mean
+    for t in range(T):
+        x[:, t + 1] = x[:, t] @ A.T + u[:, t] @ B.T
+    ep = Episodes(x, u, np.tile(np.arange(T + 1) * 0.1, (N, 1)))
+    stats = trainer.update(ep, dyn)
+    assert abs(stats.kl_nats - stats.epsilon_nats) < 0.1 * stats.epsilon_nats
+    assert stats.epsilon_nats == pytest.approx(0.5 * T)
+    with pytest.raises(ValueError, match="prior"):
+        trainer.iteration(ep)
+    short = TVLGDynamics(dyn.Fm[:-1], dyn.fv[:-1], dyn.dyn_covar[:-1], dyn.x0_mean, dyn.x0_covar)
+    with pytest.raises(ValueError, match="do not match"):
+        trainer.update(ep, short)

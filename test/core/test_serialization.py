@@ -137,3 +137,16 @@ def test_corrupted_header_is_rejected(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ser.SerializationError, match="corrupted"):
         ser.load_policy(str(path))
+
+
+def test_tvlg_bytes_round_trip_and_atomic_write(tmp_path):
+    dyn = _tvlg()
+    data = ser.tvlg_to_bytes(dyn, JOINTS, {"n_trials": 5}, model_version=3)
+    back, meta = ser.tvlg_from_bytes(data)
+    np.testing.assert_array_equal(back.Fm, dyn.Fm)
+    assert meta["model_version"] == 3 and meta["joint_names"] == JOINTS
+    ser.write_bytes(str(tmp_path / "a" / "m.safetensors"), data)
+    assert (tmp_path / "a" / "m.safetensors").read_bytes() == data
+    with pytest.raises(ser.SerializationError, match="'Fm' has shape"):
+        arrays = {"Fm": dyn.Fm[:, :, :20], "fv": dyn.fv, "dyn_covar": dyn.dyn_covar, "x0_mean": dyn.x0_mean, "x0_covar": dyn.x0_covar}
+        ser.tvlg_from_bytes(ser.to_bytes(arrays, {"kind": "tvlg", "dims": {"T": 10, "nx": 14, "nu": 7}}))

@@ -34,7 +34,7 @@ def test_recovers_dynamics_and_noise_from_20_trials():
     ep, Fm_true, c, W = _linear_system(seed=0)
     model = fit_tvlg(ep)
     rel = [np.linalg.norm(model.Fm[t] - Fm_true) / np.linalg.norm(Fm_true) for t in range(model.horizon_steps)]
-    assert np.mean(rel) < 0.05, f"mean relative Frobenius error of Fm {np.mean(rel):.3f}"
+    assert np.max(rel) < 0.05, f"relative Frobenius error of Fm up to {np.max(rel):.3f}"
     cov_err = np.linalg.norm(model.dyn_covar.mean(axis=0) - W) / np.linalg.norm(W)
     assert cov_err < 0.20, f"covariance relative error {cov_err:.3f}"
     np.testing.assert_allclose(model.fv.mean(axis=0), c, atol=0.05)

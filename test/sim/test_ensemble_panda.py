@@ -15,7 +15,18 @@ from mbrl_ros.sim import SimSettings, SimulatedArm
 
 T = 40
 H = 20
-ENSEMBLE = EnsembleSettings(batch_size=64, max_epochs_per_train=150, patience_epochs=30, seed=0)
+# DESIGN defaults (E = 7, 5 elites, 4x200 SiLU, NLL, bootstrap) trained long enough to converge:
+# at 150 epochs the ratio below is ~1.8, at 300 ~1.9, at 500 ~2.1 (measured, seed 0).
+ENSEMBLE = EnsembleSettings(batch_size=64, max_epochs_per_train=500, patience_epochs=50, seed=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a loaded 2-core machine more threads made training 4x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +66,6 @@ def _linear_model(train):
 
 
 def test_ensemble_beats_global_linear_model_and_knows_what_it_has_not_seen(data):
-    torch.set_num_threads(1)
     train, test = data
     model = EnsembleDynamics(14, 7, 0.05, ENSEMBLE)
     start = time.perf_counter()
@@ -64,9 +74,7 @@ def test_ensemble_beats_global_linear_model_and_knows_what_it_has_not_seen(data)
     ens = _open_loop_error(model.step, test)
     print(f"{H}-step open-loop error: linear {linear:.3f}, ensemble {ens:.3f} (ratio {linear / ens:.2f}); "
           f"train {time.perf_counter() - start:.1f} s, {stats.epochs} epochs")
-    # Issue 4 asks for >= 2x; the pure ensemble measures 1.6-1.9x here (see docs/learning.md), the
-    # semi-parametric mode below clears 2x by far. Assert what is reliably met.
-    assert ens * 1.5 <= linear
+    assert ens * 2.0 <= linear
     x, u, _ = test.transitions()
     _, _, epi_in = model.predict(x, u)
     far = x.copy()
@@ -77,17 +85,14 @@ def test_ensemble_beats_global_linear_model_and_knows_what_it_has_not_seen(data)
 
 
 def test_semi_parametric_residual_on_physics(data):
-    torch.set_num_threads(1)
     train, test = data
     physics = PhysicsModel.from_robot("panda", dt_s=0.05)
-    model = EnsembleDynamics(
-        14, 7, 0.05, EnsembleSettings(n_members=3, n_elites=2, hidden_units=64, hidden_layers=2, batch_size=64, max_epochs_per_train=20, seed=0),
-        base_model=physics,
-    )
+    settings = EnsembleSettings(batch_size=64, max_epochs_per_train=100, patience_epochs=30, seed=0)
+    model = EnsembleDynamics(14, 7, 0.05, settings, base_model=physics)
     model.train(train)
     phys = _open_loop_error(physics.step, test)
     hybrid = _open_loop_error(model.step, test)
     linear = _open_loop_error(_linear_model(train), test)
     print(f"{H}-step open-loop error: physics {phys:.3f}, physics+residual {hybrid:.3f}, linear {linear:.3f}")
     assert hybrid * 2.0 <= linear
-    assert hybrid < 2.0 * phys
+    assert hybrid < phys  # the residual corrects the physics model's integration error

@@ -1,0 +1,182 @@
+"""``make demo``: the simulated Panda learns to reach from no model, over ROS 2, in four processes.
+
+Starts sim_node, trajectory_recorder, dynamics_learner and mpc_controller (``config/mbrl_sim.yaml``)
+as separate processes, prints one line per LQR-FLM iteration from ``/mbrl/progress``, then watches
+the controller hold the goal in its final mode (iLQR on the learned ensemble) and measures the
+end-effector distance from ``/joint_states``. Everything lands in ``runs/<timestamp>/``: the bags,
+model checkpoints, node logs, ``learning_curve.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+
+from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config
+from mbrl_ros.ros import qos
+from mbrl_ros.ros.conversions import JointStateDecoder
+from mbrl_ros.ros.diagnostics import status_values
+from mbrl_ros.ros.spin import spinning_node, wait_for
+from mbrl_ros.ros.topic_monitor import TopicMonitor
+
+COLUMNS = ("iter", "trials", "final_dist_cm", "cost", "KL", "eps", "model_v", "wall_s")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo runs; node settings come from the YAML ``config``, these override a few."""
+
+    config: str = "mbrl_sim"
+    iterations: int = 10
+    trials_per_iteration: int = 5
+    trial_steps: int = 100
+    hold_s: float = 8.0
+    real_time_factor: float = 1.0
+    timeout_s: float = 900.0
+    runs_dir: str = "runs"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.trials_per_iteration < 2 or self.trial_steps < 2:
+            raise ValueError("need iterations >= 1, trials_per_iteration >= 2, trial_steps >= 2")
+        if not (self.hold_s >= 0 and self.timeout_s > 0 and self.real_time_factor > 0):
+            raise ValueError("hold_s must be >= 0, timeout_s and real_time_factor > 0")
+
+
+def _row_text(row: dict) -> str:
+    return (
+        f"{row['iteration']:>4} {row['trials']:>6} {row['mean_final_distance_m'] * 100:>13.2f} {row['mean_cost']:>10.1f} "
+        f"{row['kl_nats']:>6.2f} {row['epsilon_nats']:>6.2f} {row['model_version']:>7} {row['wall_time_s']:>7.0f}"
+    )
+
+
+def _plot(rows: list[dict], hold: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it = [r["iteration"] for r in rows]
+    fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_d.plot(it, [r["mean_final_distance_m"] * 100 for r in rows], "o-", label="LQR-FLM trials (mean)")
+    for r in rows:
+        ax_d.scatter([r["iteration"]] * len(r["final_distances_m"]), np.asarray(r["final_distances_m"]) * 100, s=8, c="gray")
+    if hold.get("final_distance_m") is not None:
+        ax_d.axhline(hold["final_distance_m"] * 100, color="green", ls="--", label=f"{hold['mode']} hold")
+    ax_d.axhline(3.0, color="red", lw=0.8, label="3 cm")
+    ax_d.set(xlabel="iteration", ylabel="final end-effector distance (cm)", yscale="log", title="Reaching from no model")
+    ax_d.legend()
+    ax_c.plot(it, [r["mean_cost"] for r in rows], "o-")
+    ax_c.set(xlabel="iteration", ylabel="mean trial cost", yscale="log", title="Cost")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_demo(settings: DemoSettings) -> dict:
+    run_dir = Path(settings.runs_dir) / datetime.now().strftime("%Y%m%d_%H%M%S")
+    run_dir.mkdir(parents=True)
+    overrides = {
+        "sim_node": {"real_time_factor": settings.real_time_factor},
+        "trajectory_recorder": {"bag_dir": str(run_dir / "bags")},
+        "dynamics_learner": {"model_dir": str(run_dir / "models"), "trials_per_iteration": settings.trials_per_iteration,
+                             "trial_steps": settings.trial_steps},
+        "mpc_controller": {"iterations": settings.iterations, "trials_per_iteration": settings.trials_per_iteration,
+                           "trial_steps": settings.trial_steps},
+    }
+    for node, params in settings.extra.items():
+        overrides.setdefault(node, {}).update(params)
+    specs = node_specs_from_config(config_path(settings.config), overrides)
+    import yaml
+
+    controller_yaml = yaml.safe_load(config_path(settings.config).read_text())["mpc_controller"]["ros__parameters"]
+    final_mode = controller_yaml.get("final_mode", "ilqr")
+    robot = controller_yaml.get("robot", "panda")
+    goal = np.asarray(controller_yaml["goal_xyz_m"], dtype=float)
+
+    from mbrl_ros.dynamics.kinematics import ArmKinematics, load_arm_model
+
+    kinematics = ArmKinematics(load_arm_model(robot))
+    decoder = JointStateDecoder(load_arm_model(robot).spec.joint_names)
+    rows: list[dict] = []
+    hold: dict = {"mode": final_mode, "final_distance_m": None}
+    started = time.monotonic()
+    print(f"run folder {run_dir}; {', '.join(s.executable for s in specs)} starting (logs in {run_dir / 'logs'})")
+    print(f"goal {np.round(goal, 3).tolist()} m; {settings.iterations} iterations x {settings.trials_per_iteration} trials "
+          f"x {settings.trial_steps} steps, then {final_mode} on the learned model")
+    print(" ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, (4, 6, 13, 10, 6, 6, 7, 7))), flush=True)
+    with ProcessGroup(specs, log_dir=run_dir / "logs", echo=False), spinning_node("mbrl_demo") as node:
+        progress = []
+        node.create_subscription(String, "/mbrl/progress", lambda m: progress.append(json.loads(m.data)), qos.PROGRESS)
+        joints = TopicMonitor(node, JointState, "joint_states", qos.JOINT_STATES_SUB)
+        diagnostics: dict[str, str] = {}
+
+        def on_diagnostics(msg: DiagnosticArray) -> None:
+            values = status_values(msg, "mpc_controller")
+            if values:
+                diagnostics.update(values)
+
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos.DIAGNOSTICS)
+        deadline = started + settings.timeout_s
+        while len(rows) < settings.iterations and time.monotonic() < deadline:
+            while len(progress) > len(rows):
+                rows.append(progress[len(rows)])
+                print(_row_text(rows[-1]), flush=True)
+            time.sleep(0.2)
+        if len(rows) == settings.iterations and settings.hold_s > 0:
+            in_final = wait_for(lambda: diagnostics.get("mode") == final_mode and diagnostics.get("phase") == "run",
+                                max(1.0, deadline - time.monotonic()))
+            distances = []
+            end = time.monotonic() + settings.hold_s
+            while in_final and time.monotonic() < end:
+                msg = joints.latest
+                q = decoder.decode(msg)[: kinematics.nq]
+                distances.append(float(np.linalg.norm(kinematics.ee_position(q[None])[0] - goal)))
+                time.sleep(0.05)
+            if distances:
+                tail = distances[-max(1, len(distances) // 4):]
+                hold.update(final_distance_m=float(np.mean(tail)), max_distance_last_quarter_m=float(np.max(tail)),
+                            samples=len(distances), plan_time_mean_ms=float(diagnostics.get("plan_time_mean_ms", "nan")),
+                            model_version=int(diagnostics.get("model_version", 0)))
+    wall = time.monotonic() - started
+    summary = {
+        "settings": asdict(settings),
+        "run_dir": str(run_dir),
+        "goal_m": goal.tolist(),
+        "iterations": rows,
+        "completed_iterations": len(rows),
+        "final_mean_distance_m": rows[-1]["mean_final_distance_m"] if rows else None,
+        "best_mean_distance_m": min(r["mean_final_distance_m"] for r in rows) if rows else None,
+        "hold": hold,
+        "wall_time_s": wall,
+        "bags": sorted(p.name for p in (run_dir / "bags").glob("*") if p.is_dir() and not p.name.startswith(".")),
+        "models": sorted(p.name for p in (run_dir / "models").glob("*.safetensors")),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if rows:
+        _plot(rows, hold, run_dir / "learning_curve.png")
+    return summary
+
+
+def main(settings: DemoSettings) -> int:
+    summary = run_demo(settings)
+    rows, hold = summary["iterations"], summary["hold"]
+    print()
+    if not rows:
+        print(f"no iteration completed: see the logs in {summary['run_dir']}/logs")
+        return 1
+    print(f"final LQR-FLM trials: mean end-effector distance {rows[-1]['mean_final_distance_m'] * 100:.2f} cm "
+          f"(first iteration {rows[0]['mean_final_distance_m'] * 100:.2f} cm)")
+    if hold["final_distance_m"] is not None:
+        print(f"{hold['mode']} on the learned model holds the goal at {hold['final_distance_m'] * 100:.2f} cm")
+    print(f"{len(summary['bags'])} bags, {len(summary['models'])} model checkpoints, learning_curve.png and summary.json "
+          f"in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)")
+    return 0 if len(rows) == settings.iterations else 1
