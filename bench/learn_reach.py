@@ -20,14 +20,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-# Single-threaded BLAS: the matrices here are small, and on a loaded 2-core machine OpenBLAS's
-# spinning worker threads made one GMM refit 10-100x slower. Must be set before numpy loads.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mbrl_ros  # noqa: E402,F401  (thread settings before numpy loads)
+import numpy as np  # noqa: E402
 
 from mbrl_ros.control.costs import CostSettings, ReachCost  # noqa: E402
 from mbrl_ros.control.lg_policy import InitialControllerSettings, initial_pd_policy  # noqa: E402

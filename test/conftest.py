@@ -7,6 +7,8 @@ every process the tests start.
 import os
 import tempfile
 
+import mbrl_ros  # noqa: F401  (its thread settings must precede numpy and torch)
+
 _ros_home = tempfile.mkdtemp(prefix="mbrl_ros_test_")
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
