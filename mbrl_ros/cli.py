@@ -65,18 +65,16 @@ def _param(args: argparse.Namespace) -> int:
     return param_tool.main(args.action, args.node, args.name, args.value)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def _run(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config
+    from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config, raise_keyboard_interrupt
 
     specs = node_specs_from_config(config_path(args.config), parse_overrides(args.param))
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the nodes as Ctrl-C does
+    # SIGTERM stops the nodes as Ctrl-C does; SIGINT explicitly, as a shell's background job ignores it.
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
     group = ProcessGroup(specs, log_dir=args.log_dir)
     print(f"starting {', '.join(s.executable for s in specs)} (Ctrl-C stops them all)", flush=True)
     code = 0

@@ -106,6 +106,7 @@ class DynamicsLearner(Node):
         self.get_logger().info(f"seeding from {len(paths)} bags: {streams.messages_read} messages, {len(episodes)} episodes")
         for episode in episodes:
             self._add(episode)
+        self._global_wakeup.set()
 
     def _on_episodes(self, msg: UInt8MultiArray) -> None:
         try:
@@ -120,7 +121,8 @@ class DynamicsLearner(Node):
         self._counts["episodes"] += episodes.n_trials
         if complete is not None:
             self._local_jobs.put(complete)
-        self._global_wakeup.set()
+            # Once per iteration: each ensemble is several MB on the wire and seconds of training.
+            self._global_wakeup.set()
 
     def _next_version(self) -> int:
         with self._version_lock:

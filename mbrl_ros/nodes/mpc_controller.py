@@ -18,6 +18,8 @@ shutdown. Parameters are validated as a whole; a refused change says why.
 from __future__ import annotations
 
 import json
+import queue
+import sys
 import threading
 import time
 from dataclasses import asdict, fields
@@ -27,8 +29,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -122,26 +122,31 @@ class MPCController(Node):
         self._planner_key = None
         self._plan_wakeup = threading.Event()
 
-        sensors = MutuallyExclusiveCallbackGroup()
-        ticks = MutuallyExclusiveCallbackGroup()
+        # The executor only receives and ticks; decoding payloads (models of several MB, episodes),
+        # updating and planning happen in worker threads, so none of it delays a state or a tick.
+        self._payloads: queue.Queue = queue.Queue()
         self._command_pub = self.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
         self._marker_pub = self.create_publisher(String, "/mbrl/trial", qos.TRIAL_MARKERS)
         self._plan_pub = self.create_publisher(Path, "/mbrl/plan", 1)
         self._progress_pub = self.create_publisher(String, "/mbrl/progress", qos.PROGRESS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_SUB, callback_group=sensors)
-        self.create_subscription(PointStamped, "/mbrl/goal", self._on_goal, 10, callback_group=sensors)
-        self.create_subscription(UInt8MultiArray, "/mbrl/model", self._on_model, qos.MODEL, callback_group=sensors)
-        self.create_subscription(UInt8MultiArray, "/mbrl/episodes", self._on_episodes, qos.EPISODES, callback_group=sensors)
-        self._reset_client = (
-            self.create_client(Trigger, s.reset_service, callback_group=sensors) if s.reset_service else None
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_SUB)
+        self.create_subscription(PointStamped, "/mbrl/goal", self._on_goal, 10)
+        self.create_subscription(UInt8MultiArray, "/mbrl/model", lambda m: self._payloads.put((self._on_model, m)), qos.MODEL)
+        self.create_subscription(
+            UInt8MultiArray, "/mbrl/episodes", lambda m: self._payloads.put((self._on_episodes, m)), qos.EPISODES
         )
-        self.create_timer(1.0 / s.control_rate_hz, self._tick, callback_group=ticks)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=sensors)
+        self._reset_client = self.create_client(Trigger, s.reset_service) if s.reset_service else None
+        self.create_timer(1.0 / s.control_rate_hz, self._tick)
+        self.create_timer(1.0, self._publish_diagnostics)
 
         self._running = True
-        self._planner_thread = threading.Thread(target=self._plan_loop, name="planner", daemon=True)
-        self._planner_thread.start()
+        self._threads = [
+            threading.Thread(target=self._plan_loop, name="planner", daemon=True),
+            threading.Thread(target=self._payload_loop, name="payloads", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
         self.get_logger().info(
             f"{s.robot}: mode {s.mode}, torques at {s.control_rate_hz:g} Hz, goal {np.round(self._goal, 3).tolist()} m"
         )
@@ -197,6 +202,14 @@ class MPCController(Node):
             self.get_logger().warn(f"rejected goal: {err}", throttle_duration_sec=1.0)
             return
         self._set_goal(goal)
+
+    def _payload_loop(self) -> None:
+        while self._running:
+            item = self._payloads.get()
+            if item is None:
+                return
+            handler, msg = item
+            handler(msg)
 
     def _on_model(self, msg: UInt8MultiArray) -> None:
         try:
@@ -466,14 +479,18 @@ class MPCController(Node):
     def shutdown(self) -> None:
         self._running = False
         self._plan_wakeup.set()
-        self._planner_thread.join(timeout=5.0)
+        self._payloads.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5.0)
         # ros2_control's effort controller holds the last command forever: leave zeros behind.
         for _ in range(3):
             self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
 
 
 def main(args=None) -> None:
-    run_node(MPCController, args, executor_factory=lambda: MultiThreadedExecutor(num_threads=3))
+    # Planning in a numpy-heavy thread must not hold the GIL for a whole tick period.
+    sys.setswitchinterval(0.0005)
+    run_node(MPCController, args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -10,6 +11,9 @@ from typing import Callable, Iterator
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+from mbrl_ros.launcher import raise_keyboard_interrupt
 from rclpy.node import Node
 
 
@@ -43,10 +47,14 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 
 
 
 def run_node(factory: Callable[[], Node], args=None, executor_factory: Callable[[], object] | None = None) -> None:
-    """``main()`` of every node: init, spin until Ctrl-C or external shutdown (on the executor
-    ``executor_factory`` makes, default single-threaded), then the node's own ``shutdown()`` (if it
-    has one), destroy and shut down rclpy."""
-    rclpy.init(args=args)
+    """``main()`` of every node: init, spin (on the executor ``executor_factory`` makes, default
+    single-threaded) until SIGINT or SIGTERM, then the node's own ``shutdown()`` (if it has one)
+    while the context is still valid, so it can still publish (a controller's last zero torque),
+    then destroy and shut down rclpy."""
+    # rclpy's own handlers would invalidate the context before shutdown() could publish.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     node = None
     try:
         node = factory()
