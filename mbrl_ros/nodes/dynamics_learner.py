@@ -9,6 +9,7 @@ responsive. Bad episode payloads are rejected and counted.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -154,6 +155,9 @@ class DynamicsLearner(Node):
             self._publish("tvlg", serialization.tvlg_to_bytes, fit.dynamics, info)
 
     def _global_worker(self) -> None:
+        # Training the ensemble is background work: it must not slow the arm's processes or the
+        # local fit the controller is waiting for (Linux nice values are per thread).
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while self._running:
             self._global_wakeup.wait()
             self._global_wakeup.clear()

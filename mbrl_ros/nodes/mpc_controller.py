@@ -31,16 +31,16 @@ from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from mbrl_ros.control.controller_settings import PARAMETERS, ControllerSettings
 from mbrl_ros.control.costs import ReachCost
-from mbrl_ros.control.ilqr import ILQR
 from mbrl_ros.control.lg_policy import initial_pd_policy
 from mbrl_ros.control.lqr_flm_trainer import LQRFLMTrainer
-from mbrl_ros.control.mppi import MPPI
+from mbrl_ros.control.planner_process import PlannerProcess, PlanningError
 from mbrl_ros.control.trials import TrialExecution
 from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.episodes import Episodes
@@ -93,7 +93,6 @@ class MPCController(Node):
         self._tick_stats = PeriodStats(window=int(5 * s.control_rate_hz))
         self._tick_compute_s: list[float] = []
         self._plan_times_s: list[float] = []
-        self._last_tick_s: float | None = None
 
         # LQR-FLM state.
         self._cost = ReachCost.for_model(self._physics, s.cost(), self._q0)
@@ -114,12 +113,12 @@ class MPCController(Node):
         self._updating = False
         self._start_wall = time.monotonic()
 
-        # Receding-horizon state.
-        self._ensemble = None
+        # Receding-horizon state: plans come from a child process (see planner_process).
+        self._planner = PlannerProcess(s.robot, s.dt_s, self._q0)
+        self._ensemble_bytes: bytes | None = None
+        self._ensemble_sent = False
         self._model_version = 0
         self._policy = None
-        self._planner = None
-        self._planner_key = None
         self._plan_wakeup = threading.Event()
 
         # The executor only receives and ticks; decoding payloads (models of several MB, episodes),
@@ -137,11 +136,11 @@ class MPCController(Node):
             UInt8MultiArray, "/mbrl/episodes", lambda m: self._payloads.put((self._on_episodes, m)), qos.EPISODES
         )
         self._reset_client = self.create_client(Trigger, s.reset_service) if s.reset_service else None
-        self.create_timer(1.0 / s.control_rate_hz, self._tick)
         self.create_timer(1.0, self._publish_diagnostics)
 
         self._running = True
         self._threads = [
+            threading.Thread(target=self._torque_loop, name="torque", daemon=True),
             threading.Thread(target=self._plan_loop, name="planner", daemon=True),
             threading.Thread(target=self._payload_loop, name="payloads", daemon=True),
         ]
@@ -220,9 +219,10 @@ class MPCController(Node):
                 with self._lock:
                     self._tvlg[int(meta.get("iteration", -1))] = (dynamics, meta)
             elif meta["kind"] == "ensemble":
-                model, meta = serialization.ensemble_from_bytes(data, base_model=self._physics)
+                _, meta = serialization.ensemble_from_bytes(data, base_model=self._physics)  # validates it
                 with self._lock:
-                    self._ensemble = model
+                    self._ensemble_bytes = data
+                    self._ensemble_sent = False
                     self._model_version = int(meta.get("model_version", 0))
                 self._plan_wakeup.set()
             else:
@@ -247,14 +247,36 @@ class MPCController(Node):
         self._maybe_update()
 
     # ---- the torque loop ----------------------------------------------------------------------------
+    def _torque_loop(self) -> None:
+        """Ticks at ``control_rate_hz`` against absolute deadlines (steady clock, or the ROS clock
+        under ``use_sim_time``), in a thread of its own: no executor queue in front of it."""
+        period_s = 1.0 / self.settings.control_rate_hz
+        clock = self.get_clock()
+        sim_time = self.get_parameter("use_sim_time").value
+        while sim_time and self._running and clock.now().nanoseconds == 0:
+            time.sleep(0.01)  # no /clock yet
+        next_s = self._now_s() if sim_time else time.monotonic()
+        while self._running:
+            next_s += period_s
+            now = self._now_s() if sim_time else time.monotonic()
+            if now - next_s > period_s:  # a whole slot was lost: count it and re-align
+                self._counts["deadline_misses"] += int((now - next_s) // period_s)
+                next_s = now
+            elif sim_time:
+                if not clock.sleep_until(Time(nanoseconds=int(next_s * 1e9), clock_type=clock.clock_type)):
+                    continue
+            elif next_s > now:
+                time.sleep(next_s - now)
+            try:
+                self._tick()
+            except Exception as err:  # a bug must not leave the last torque applied
+                self.get_logger().error(f"torque tick failed: {err!r}; zero torque", throttle_duration_sec=1.0)
+                self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
+
     def _tick(self) -> None:
         started = time.perf_counter()
         now = self._now_s()
-        period = 1.0 / self.settings.control_rate_hz
-        if self._last_tick_s is not None and now - self._last_tick_s > 1.5 * period:
-            self._counts["deadline_misses"] += 1
-        self._last_tick_s = now
-        self._tick_stats.tick(now)
+        self._tick_stats.tick(time.monotonic())
         with self._lock:
             x, age = self._x, now - self._x_time_s
         if x is None or age > self.settings.state_timeout_s:
@@ -405,45 +427,28 @@ class MPCController(Node):
             self.set_parameters([Parameter("mode", value=s.final_mode)])
 
     # ---- receding-horizon planning ------------------------------------------------------------------
-    def _planning_model(self):
-        if self.settings.model_source == "physics":
-            return self._physics
-        return self._ensemble
-
-    def _make_planner(self, model):
-        s = self.settings
-        key = (s.mode, id(model), s.horizon_steps, s.ilqr_max_iterations, s.mppi_samples, s.mppi_temperature,
-               s.mppi_noise_sigma_nm, s.ee_weight, s.ee_weight_terminal, s.effort_weight, s.velocity_weight,
-               s.velocity_weight_terminal)
-        if key != self._planner_key:
-            cost = ReachCost.for_model(self._physics, s.cost(), self._q0)
-            if s.mode == "ilqr":
-                self._planner = ILQR(model, cost, s.ilqr(), -self._limit, self._limit)
-            else:
-                self._planner = MPPI(model, cost, s.mppi(), -self._limit, self._limit)
-            self._planner_key = key
-        with self._lock:
-            self._planner.cost.set_ee_target(self._goal)
-        return self._planner
-
     def _plan_loop(self) -> None:
         while self._running:
             s = self.settings
-            model = self._planning_model()
             with self._lock:
-                x, age = self._x, self._now_s() - self._x_time_s
-            if s.mode == "lqr_flm" or self._phase != "run" or model is None or x is None or age > s.state_timeout_s:
+                x, age, goal = self._x, self._now_s() - self._x_time_s, self._goal
+                ensemble, sent = self._ensemble_bytes, self._ensemble_sent
+            have_model = s.model_source == "physics" or ensemble is not None
+            if s.mode == "lqr_flm" or self._phase != "run" or not have_model or x is None or age > s.state_timeout_s:
                 self._plan_wakeup.wait(timeout=0.1)
                 self._plan_wakeup.clear()
                 continue
             started = time.perf_counter()
             try:
-                planner = self._make_planner(model)
-                policy = planner.optimize(x, self._now_s())
-            except (ValueError, ArithmeticError) as err:
+                if s.model_source == "learned" and not sent:
+                    self._planner.set_learned_model(ensemble)
+                    with self._lock:
+                        self._ensemble_sent = self._ensemble_bytes is ensemble
+                policy = self._planner.plan(s, x, self._now_s(), goal)
+            except PlanningError as err:
                 self._counts["plan_failures"] += 1
                 self.get_logger().error(f"planning failed: {err}", throttle_duration_sec=1.0)
-                time.sleep(1.0 / s.plan_rate_hz)
+                self._plan_wakeup.wait(timeout=1.0 / s.plan_rate_hz)
                 continue
             self._policy = policy
             elapsed = time.perf_counter() - started
@@ -480,11 +485,14 @@ class MPCController(Node):
         self._running = False
         self._plan_wakeup.set()
         self._payloads.put(None)
-        for thread in self._threads:
-            thread.join(timeout=5.0)
+        torque_thread, *workers = self._threads
+        torque_thread.join(timeout=1.0)
         # ros2_control's effort controller holds the last command forever: leave zeros behind.
         for _ in range(3):
             self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
+        for thread in workers:
+            thread.join(timeout=2.0)
+        self._planner.close()
 
 
 def main(args=None) -> None:

@@ -62,7 +62,7 @@ class TrajectoryRecorder(Node):
 
         self._episode_pub = self.create_publisher(UInt8MultiArray, "/mbrl/episodes", qos.EPISODES)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_SUB, raw=True)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_RECORD, raw=True)
         self.create_subscription(
             Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS, raw=True
         )

@@ -78,3 +78,12 @@ PROGRESS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=1000,
 )
+
+#: Recording /joint_states: reliable and deep, as a bag recorder must lose nothing while it is busy
+#: writing (ros2_control's joint_state_broadcaster and sim_node publish reliable).
+JOINT_STATES_RECORD = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=500,
+)

@@ -62,6 +62,9 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory: Callable[
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # A second Ctrl-C (or the launcher's SIGTERM) must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             if hasattr(node, "shutdown"):
                 node.shutdown()
