@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py s
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/mbrl-ros sim-check --seconds 5
+	$(BIN)/mbrl-ros demo
 
 test: venv
 	$(BIN)/python -m pytest

@@ -35,10 +35,10 @@ class DemoSettings:
     """What the demo runs; node settings come from the YAML ``config``, these override a few."""
 
     config: str = "mbrl_sim"
-    iterations: int = 10
+    iterations: int = 8
     trials_per_iteration: int = 5
     trial_steps: int = 100
-    hold_s: float = 8.0
+    hold_s: float = 0.0
     real_time_factor: float = 1.0
     timeout_s: float = 900.0
     runs_dir: str = "runs"
@@ -89,8 +89,9 @@ def run_demo(settings: DemoSettings) -> dict:
         "trajectory_recorder": {"bag_dir": str(run_dir / "bags")},
         "dynamics_learner": {"model_dir": str(run_dir / "models"), "trials_per_iteration": settings.trials_per_iteration,
                              "trial_steps": settings.trial_steps},
-        "mpc_controller": {"iterations": settings.iterations, "trials_per_iteration": settings.trials_per_iteration,
-                           "trial_steps": settings.trial_steps},
+        # Without a hold phase the controller keeps its LQR-FLM controller instead of switching modes.
+        "mpc_controller": {"iterations": settings.iterations if settings.hold_s > 0 else 0,
+                           "trials_per_iteration": settings.trials_per_iteration, "trial_steps": settings.trial_steps},
     }
     for node, params in settings.extra.items():
         overrides.setdefault(node, {}).update(params)
@@ -110,8 +111,9 @@ def run_demo(settings: DemoSettings) -> dict:
     hold: dict = {"mode": final_mode, "final_distance_m": None}
     started = time.monotonic()
     print(f"run folder {run_dir}; {', '.join(s.executable for s in specs)} starting (logs in {run_dir / 'logs'})")
+    then = f", then {final_mode} on the learned model for {settings.hold_s:g} s" if settings.hold_s > 0 else ""
     print(f"goal {np.round(goal, 3).tolist()} m; {settings.iterations} iterations x {settings.trials_per_iteration} trials "
-          f"x {settings.trial_steps} steps, then {final_mode} on the learned model")
+          f"x {settings.trial_steps} steps{then}")
     print(" ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, (4, 6, 13, 10, 6, 6, 7, 7))), flush=True)
     with ProcessGroup(specs, log_dir=run_dir / "logs", echo=False), spinning_node("mbrl_demo") as node:
         progress = []

@@ -7,6 +7,7 @@ stopping sends SIGINT (clean rclpy shutdown), then SIGTERM, then SIGKILL to the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -67,6 +68,8 @@ def _yaml_value(value) -> str:
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a YAML double-quoted string: empty and special strings survive
     return str(value)
 
 

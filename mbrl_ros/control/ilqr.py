@@ -242,7 +242,9 @@ class ILQR:
         shift = 1
         if t0_s is not None and self._t_prev is not None:
             shift = int(round((t0_s - self._t_prev) / self.dt_s))
-        shift = max(0, min(shift, T))
+        if shift >= T:  # the previous plan has run out: nothing of it overlaps this one
+            return self._clip(np.zeros((T, self.nu)))
+        shift = max(0, shift)
         U = np.empty((T, self.nu))
         U[: T - shift] = self._U_warm[shift:]
         U[T - shift:] = self._U_warm[-1]

@@ -89,7 +89,7 @@ class MPCController(Node):
         self._goal = np.asarray(s.goal_xyz_m, dtype=float)
         self._counts = {k: 0 for k in (
             "rejected_joint_states", "rejected_goals", "rejected_models", "rejected_episodes", "stale_state_stops",
-            "deadline_misses", "clipped_ticks", "trials", "plans", "plan_failures")}
+            "deadline_misses", "clipped_ticks", "trials", "plans", "plan_failures", "stale_plans")}
         self._tick_stats = PeriodStats(window=int(5 * s.control_rate_hz))
         self._tick_compute_s: list[float] = []
         self._plan_times_s: list[float] = []
@@ -449,6 +449,10 @@ class MPCController(Node):
                 self._counts["plan_failures"] += 1
                 self.get_logger().error(f"planning failed: {err}", throttle_duration_sec=1.0)
                 self._plan_wakeup.wait(timeout=1.0 / s.plan_rate_hz)
+                continue
+            if self._now_s() - policy.t0_s > 0.5 * policy.horizon_s:
+                # Planned from a state so old that most of the plan is already in the past.
+                self._counts["stale_plans"] += 1
                 continue
             self._policy = policy
             elapsed = time.perf_counter() - started

@@ -20,15 +20,6 @@ def _pendulum_data(n, seed, spread=1.0):
     return x, u, xn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a loaded 2-core machine more threads made training 4x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     m = EnsembleDynamics(2, 1, 0.05, EnsembleSettings(**SMALL, max_epochs_per_train=60))

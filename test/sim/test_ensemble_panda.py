@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from mbrl_ros.control.lg_policy import InitialControllerSettings, initial_pd_policy
 from mbrl_ros.data.episodes import Episodes
@@ -18,15 +17,6 @@ H = 20
 # DESIGN defaults (E = 7, 5 elites, 4x200 SiLU, NLL, bootstrap) trained long enough to converge:
 # at 150 epochs the ratio below is ~1.8, at 300 ~1.9, at 500 ~2.1 (measured, seed 0).
 ENSEMBLE = EnsembleSettings(batch_size=64, max_epochs_per_train=500, patience_epochs=50, seed=0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a loaded 2-core machine more threads made training 4x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

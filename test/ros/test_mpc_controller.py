@@ -1,0 +1,109 @@
+"""mpc_controller in its own process against an arm played by the test: safety and live tuning."""
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+from nav_msgs.msg import Path
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from mbrl_ros.launcher import NodeSpec
+from mbrl_ros.ros import qos
+from mbrl_ros.ros.spin import wait_for
+from mbrl_ros.ros.topic_monitor import TopicMonitor
+
+NAMES = [f"panda_joint{i}" for i in range(1, 8)]
+HOME = [0.0, -0.5, 0.0, -2.0, 0.0, 1.6, 0.8]
+STATE_TIMEOUT_S = 0.1
+
+
+class FakeArm:
+    """Publishes a fixed joint state at 200 Hz (reversed joint order) until told to stop or to lie."""
+
+    def __init__(self, node) -> None:
+        self.pub = node.create_publisher(JointState, "joint_states", qos.JOINT_STATES_PUB)
+        self.node = node
+        self.position = list(reversed(HOME))
+        self.running = True
+        self.publishing = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            if self.publishing:
+                msg = JointState(name=list(reversed(NAMES)), position=list(self.position), velocity=[0.0] * 7)
+                msg.header.stamp = self.node.get_clock().now().to_msg()
+                self.pub.publish(msg)
+            time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def controller(start_node, client_node):
+    arm = FakeArm(client_node)
+    start_node(NodeSpec("mpc_controller", parameters={
+        "mode": "ilqr", "model_source": "physics", "reset_service": "", "settle_s": 0.0, "dt_s": 0.02,
+        "horizon_steps": 20, "plan_rate_hz": 10.0, "state_timeout_s": STATE_TIMEOUT_S,
+    }))
+    commands = TopicMonitor(client_node, Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
+    plans = TopicMonitor(client_node, Path, "/mbrl/plan", 1)
+    params = AsyncParameterClient(client_node, "mpc_controller")
+    assert params.wait_for_services(timeout_sec=30.0)
+    assert wait_for(lambda: plans.count >= 2, 60.0), "the controller plans on the physics model"
+    yield arm, commands, plans, params
+    arm.running = False
+
+
+def set_params(params, **values):
+    future = params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+    assert wait_for(future.done, 10.0)
+    return future.result().results
+
+
+def test_torques_are_published_at_the_control_rate_and_within_limits(controller):
+    _, commands, _, _ = controller
+    commands.reset()
+    wait_for(lambda: False, 1.0)
+    assert commands.summary().rate_hz > 200.0
+    torque = np.asarray(commands.latest.data)
+    assert torque.shape == (7,)
+    assert np.all(np.abs(torque) <= [87, 87, 87, 87, 12, 12, 12])
+
+
+def test_changing_horizon_changes_the_next_plan_and_bad_values_are_refused(controller):
+    _, _, plans, params = controller
+    assert all(r.successful for r in set_params(params, horizon_steps=35, ee_weight=20.0))
+    plans.reset()
+    assert wait_for(lambda: plans.count >= 2 and len(plans.latest.poses) == 36, 10.0)
+    (refused,) = set_params(params, horizon_steps=0)
+    assert not refused.successful and "horizon_steps" in refused.reason
+    (refused,) = set_params(params, mode="teleport")
+    assert not refused.successful and "mode" in refused.reason
+    future = params.get_parameters(["horizon_steps"])
+    assert wait_for(future.done, 10.0) and future.result().values[0].integer_value == 35
+
+
+def test_nan_state_is_rejected_and_a_stale_state_means_zero_torque(controller, client_node):
+    arm, commands, _, _ = controller
+    arm.position = [math.nan] + list(reversed(HOME))[1:]
+    wait_for(lambda: False, 0.05)
+    arm.publishing = False
+    arm.position = list(reversed(HOME))
+    stopped = time.monotonic()
+    received: list[tuple[float, np.ndarray]] = []
+    sub = client_node.create_subscription(
+        Float64MultiArray, "effort_controller/commands",
+        lambda m: received.append((time.monotonic(), np.asarray(m.data))), qos.COMMANDS)
+    try:
+        wait_for(lambda: False, 0.6)
+    finally:
+        client_node.destroy_subscription(sub)
+    assert all(np.all(np.isfinite(u)) for _, u in received), "no command computed from a NaN state"
+    late = [u for t, u in received if t > stopped + STATE_TIMEOUT_S + 0.05]
+    assert late and all(np.all(u == 0.0) for u in late), "zero torque once the state is stale"
+    arm.publishing = True
