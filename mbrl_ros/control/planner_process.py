@@ -14,6 +14,7 @@ and warm-starts it across plans.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from dataclasses import asdict
 
@@ -37,6 +38,8 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
 
     # The parent owns this process's lifetime; a Ctrl-C to the process group is the parent's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # On a loaded machine the arm's state and torque loop come first; a late plan is only late.
+    os.nice(5)
     physics = PhysicsModel.from_robot(robot, dt_s=dt_s)
     limit = physics.effort_limit_nm
     models = {"physics": physics, "learned": None}

@@ -18,6 +18,7 @@ shutdown. Parameters are validated as a whole; a refused change says why.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import threading
@@ -250,6 +251,7 @@ class MPCController(Node):
     def _torque_loop(self) -> None:
         """Ticks at ``control_rate_hz`` against absolute deadlines (steady clock, or the ROS clock
         under ``use_sim_time``), in a thread of its own: no executor queue in front of it."""
+        self._raise_torque_thread_priority()
         period_s = 1.0 / self.settings.control_rate_hz
         clock = self.get_clock()
         sim_time = self.get_parameter("use_sim_time").value
@@ -272,6 +274,17 @@ class MPCController(Node):
             except Exception as err:  # a bug must not leave the last torque applied
                 self.get_logger().error(f"torque tick failed: {err!r}; zero torque", throttle_duration_sec=1.0)
                 self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
+
+    def _raise_torque_thread_priority(self) -> None:
+        """Real-time scheduling for the torque thread, as ros2_control's own loop uses, where the
+        system allows it (root or an rtprio limit); otherwise say so and run at normal priority."""
+        priority = self.settings.torque_thread_rt_priority
+        if priority == 0:
+            return
+        try:
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(priority))
+        except (PermissionError, OSError) as err:
+            self.get_logger().warn(f"torque thread stays at normal priority (SCHED_FIFO {priority} refused: {err})")
 
     def _tick(self) -> None:
         started = time.perf_counter()
