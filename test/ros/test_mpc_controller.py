@@ -1,7 +1,6 @@
 """mpc_controller in its own process against an arm played by the test: safety and live tuning."""
 
 import math
-import threading
 import time
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 from nav_msgs.msg import Path
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from mbrl_ros.launcher import NodeSpec
@@ -17,30 +15,9 @@ from mbrl_ros.ros import qos
 from mbrl_ros.ros.spin import wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
 
-NAMES = [f"panda_joint{i}" for i in range(1, 8)]
-HOME = [0.0, -0.5, 0.0, -2.0, 0.0, 1.6, 0.8]
+from _fake_arm import HOME, FakeArm
+
 STATE_TIMEOUT_S = 0.1
-
-
-class FakeArm:
-    """Publishes a fixed joint state at 200 Hz (reversed joint order) until told to stop or to lie."""
-
-    def __init__(self, node) -> None:
-        self.pub = node.create_publisher(JointState, "joint_states", qos.JOINT_STATES_PUB)
-        self.node = node
-        self.position = list(reversed(HOME))
-        self.running = True
-        self.publishing = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while self.running:
-            if self.publishing:
-                msg = JointState(name=list(reversed(NAMES)), position=list(self.position), velocity=[0.0] * 7)
-                msg.header.stamp = self.node.get_clock().now().to_msg()
-                self.pub.publish(msg)
-            time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")
