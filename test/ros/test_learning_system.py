@@ -49,14 +49,14 @@ def test_every_trial_bag_reads_back_with_its_messages(summary):
                 stamps[topic].append(log_ns * 1e-9)
         trial = int(bag.name.rsplit("_", 1)[1])
         end = next(m for m in markers if m.event == "end" and m.trial == trial)
-        # Joint states must be complete (the recorder loses nothing); commands are checked for
-        # presence only: their gaps measure the controller's timing, benchmarked in bench/control_loop.py.
-        for topic, max_gap_s in (("/joint_states", end.dt_s), ("/effort_controller/commands", 0.1)):
-            t = np.asarray(stamps[topic])
-            inside = t[(t >= end.start_s) & (t <= end.end_s)]
-            assert inside.size and inside[0] - end.start_s <= max_gap_s and end.end_s - inside[-1] <= max_gap_s, \
-                f"{bag.name}: {topic} does not cover the trial"
-            assert np.diff(inside).max() <= max_gap_s, f"{bag.name}: {topic} has a gap of {np.diff(inside).max():.3f} s"
+        # Joint states must be complete (the recorder loses nothing). Commands must span the trial;
+        # their spacing measures the controller's timing, which bench/control_loop.py reports.
+        t = np.asarray(stamps["/joint_states"])
+        inside = t[(t >= end.start_s) & (t <= end.end_s)]
+        assert inside[0] - end.start_s <= end.dt_s and end.end_s - inside[-1] <= end.dt_s, f"{bag.name}: states cut"
+        assert np.diff(inside).max() <= end.dt_s, f"{bag.name}: joint states have a gap of {np.diff(inside).max():.3f} s"
+        c = np.asarray(stamps["/effort_controller/commands"])
+        assert c.min() <= end.start_s + 0.1 and c.max() >= end.end_s - 0.1, f"{bag.name}: commands do not span the trial"
         (episode,) = episodes_from_streams(read_streams([bag]), end.dt_s, end.steps)
         assert episode.x.shape == (1, STEPS + 1, 14) and episode.metadata["trial"] == trial
 
