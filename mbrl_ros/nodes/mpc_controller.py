@@ -213,8 +213,7 @@ class MPCController(Node):
 
     def _on_model(self, msg: UInt8MultiArray) -> None:
         try:
-            data = payloads.decode_model_bytes(msg)
-            _, meta = serialization.from_bytes(data)
+            data, meta = payloads.decode_model(msg)
             if meta["kind"] == "tvlg":
                 dynamics, meta = serialization.tvlg_from_bytes(data)
                 with self._lock:

@@ -1,9 +1,10 @@
 """Our own payloads on standard message types, with a documented, versioned layout.
 
 * Episodes (``/mbrl/episodes``) and models (``/mbrl/model``): ``std_msgs/UInt8MultiArray`` whose
-  ``data`` is a safetensors buffer and whose single layout dimension is labelled with the payload
-  kind and layout version, e.g. ``mbrl_ros/episodes/v1`` (``size`` = byte count). The safetensors
-  ``__metadata__`` carries the JSON description (dimensions, joint names, model kind and version).
+  ``data`` is a document of :mod:`mbrl_ros.dynamics.serialization` (safetensors, float64, JSON
+  metadata with ``kind`` ``episodes`` / ``tvlg`` / ``ensemble``) and whose single layout dimension
+  is labelled with the payload and its layout version, e.g. ``mbrl_ros/episodes/v1`` (``size`` =
+  byte count). An episodes document carries the episodes' own JSON metadata under ``episodes``.
 * Trial markers (``/mbrl/trial``): ``std_msgs/String`` holding the JSON of
   :class:`mbrl_ros.data.alignment.TrialMarker`.
 
@@ -17,9 +18,9 @@ import array
 
 from std_msgs.msg import MultiArrayDimension, String, UInt8MultiArray
 
-from mbrl_ros.data import tensor_bytes
 from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.episodes import Episodes
+from mbrl_ros.dynamics import serialization
 from mbrl_ros.ros.conversions import InvalidMessage
 
 EPISODES_LABEL = "mbrl_ros/episodes/v1"
@@ -51,12 +52,12 @@ def msg_bytes(msg: UInt8MultiArray, label: str) -> bytes:
 
 def encode_episodes(episodes: Episodes) -> UInt8MultiArray:
     arrays, meta_json = episodes.to_arrays()
-    return bytes_msg(EPISODES_LABEL, tensor_bytes.pack(arrays, {"episodes": meta_json}))
+    return bytes_msg(EPISODES_LABEL, serialization.to_bytes(arrays, {"kind": "episodes", "episodes": meta_json}))
 
 
 def decode_episodes(msg: UInt8MultiArray) -> Episodes:
     try:
-        arrays, meta = tensor_bytes.unpack(msg_bytes(msg, EPISODES_LABEL))
+        arrays, meta = serialization.from_bytes(msg_bytes(msg, EPISODES_LABEL), "episodes")
         return Episodes.from_arrays(arrays, meta.get("episodes", ""))
     except ValueError as err:
         raise InvalidMessage(f"bad episodes payload: {err}") from None
@@ -67,13 +68,14 @@ def encode_model(data: bytes) -> UInt8MultiArray:
     return bytes_msg(MODEL_LABEL, data)
 
 
-def decode_model_bytes(msg: UInt8MultiArray) -> bytes:
+def decode_model(msg: UInt8MultiArray) -> tuple[bytes, dict]:
+    """The model document's bytes and metadata, validated (structure, dtype, finiteness)."""
     try:
         data = msg_bytes(msg, MODEL_LABEL)
-        tensor_bytes.read_metadata(data)
+        _, meta = serialization.from_bytes(data)
     except ValueError as err:
         raise InvalidMessage(f"bad model payload: {err}") from None
-    return data
+    return data, meta
 
 
 def trial_marker_msg(marker: TrialMarker) -> String:

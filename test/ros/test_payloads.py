@@ -1,10 +1,12 @@
 """Episode/model payloads and trial markers on standard messages: round trips and rejections."""
 
+import json
+
 import numpy as np
 import pytest
+import safetensors.numpy
 from std_msgs.msg import String
 
-from mbrl_ros.data import tensor_bytes
 from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.ros import payloads
@@ -27,6 +29,12 @@ def test_episodes_round_trip_exactly():
     assert back.metadata == ep.metadata
 
 
+def raw_document(arrays, meta_json: str) -> bytes:
+    """An episodes document written without the encoder's checks (to carry what it would refuse)."""
+    header = {"mbrl_ros": json.dumps({"kind": "episodes", "version": 1, "episodes": meta_json})}
+    return safetensors.numpy.save({k: v.astype(float) for k, v in arrays.items()}, metadata=header)
+
+
 def test_bad_episode_payloads_are_rejected_with_a_reason():
     good = payloads.encode_episodes(episodes())
 
@@ -41,13 +49,13 @@ def test_bad_episode_payloads_are_rejected_with_a_reason():
 
     arrays, meta = episodes().to_arrays()
     arrays["x"][0, 0, 0] = np.nan
-    nan_msg = payloads.bytes_msg(payloads.EPISODES_LABEL, tensor_bytes.pack(arrays, {"episodes": meta}))
+    nan_msg = payloads.bytes_msg(payloads.EPISODES_LABEL, raw_document(arrays, meta))
     with pytest.raises(InvalidMessage, match="non-finite"):
         payloads.decode_episodes(nan_msg)
 
     arrays, meta = episodes().to_arrays()
     arrays["u"] = arrays["u"][:, :-1]
-    shape_msg = payloads.bytes_msg(payloads.EPISODES_LABEL, tensor_bytes.pack(arrays, {"episodes": meta}))
+    shape_msg = payloads.bytes_msg(payloads.EPISODES_LABEL, raw_document(arrays, meta))
     with pytest.raises(InvalidMessage, match="u must have shape"):
         payloads.decode_episodes(shape_msg)
 
