@@ -148,6 +148,7 @@ def run_demo(settings: DemoSettings) -> dict:
                 hold.update(final_distance_m=float(np.mean(tail)), max_distance_last_quarter_m=float(np.max(tail)),
                             samples=len(distances), plan_time_mean_ms=float(diagnostics.get("plan_time_mean_ms", "nan")),
                             model_version=int(diagnostics.get("model_version", 0)))
+        rate = joints.summary()
     wall = time.monotonic() - started
     summary = {
         "settings": asdict(settings),
@@ -158,6 +159,8 @@ def run_demo(settings: DemoSettings) -> dict:
         "final_mean_distance_m": rows[-1]["mean_final_distance_m"] if rows else None,
         "best_mean_distance_m": min(r["mean_final_distance_m"] for r in rows) if rows else None,
         "hold": hold,
+        "joint_states_rate_hz": rate.rate_hz,
+        "joint_states_period_p99_ms": rate.p99_s * 1e3,
         "wall_time_s": wall,
         "bags": sorted(p.name for p in (run_dir / "bags").glob("*") if p.is_dir() and not p.name.startswith(".")),
         "models": sorted(p.name for p in (run_dir / "models").glob("*.safetensors")),
@@ -179,6 +182,8 @@ def main(settings: DemoSettings) -> int:
           f"(first iteration {rows[0]['mean_final_distance_m'] * 100:.2f} cm)")
     if hold["final_distance_m"] is not None:
         print(f"{hold['mode']} on the learned model holds the goal at {hold['final_distance_m'] * 100:.2f} cm")
+    print(f"/joint_states observed at {summary['joint_states_rate_hz']:.1f} Hz "
+          f"(period p99 {summary['joint_states_period_p99_ms']:.2f} ms) in this process")
     print(f"{len(summary['bags'])} bags, {len(summary['models'])} model checkpoints, learning_curve.png and summary.json "
           f"in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)")
     return 0 if len(rows) == settings.iterations else 1

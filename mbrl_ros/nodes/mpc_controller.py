@@ -352,6 +352,8 @@ class MPCController(Node):
                 if received < s.trials_per_iteration and now - self._last_trial_end_s > _EPISODE_WAIT_S:
                     self._trials_run = received  # a trial was lost on the way: run another
                 return zero
+            if not self._recorder_listening():
+                return zero
             self._start_trial(now)
         u = self._trial.action(x, now)
         if self._trial.finished(now):
@@ -361,6 +363,14 @@ class MPCController(Node):
             self._last_trial_end_s = now
             self._phase = "reset"
         return u
+
+    def _recorder_listening(self) -> bool:
+        """A trial whose commands the recorder does not hear yet would become an episode with the
+        wrong torques: wait until it subscribes to the markers and, with the arm, to the commands."""
+        ready = self._marker_pub.get_subscription_count() >= 1 and self._command_pub.get_subscription_count() >= 2
+        if not ready:
+            self.get_logger().info("waiting for the trajectory recorder before the next trial", throttle_duration_sec=5.0)
+        return ready
 
     def _start_trial(self, now: float) -> None:
         self._trial_number += 1
