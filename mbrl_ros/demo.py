@@ -105,8 +105,9 @@ def run_demo(settings: DemoSettings) -> dict:
 
     from mbrl_ros.dynamics.kinematics import ArmKinematics, load_arm_model
 
-    kinematics = ArmKinematics(load_arm_model(robot))
-    decoder = JointStateDecoder(load_arm_model(robot).spec.joint_names)
+    arm_model = load_arm_model(robot)
+    kinematics = ArmKinematics(arm_model)
+    decoder = JointStateDecoder(arm_model.spec.joint_names)
     rows: list[dict] = []
     hold: dict = {"mode": final_mode, "final_distance_m": None}
     started = time.monotonic()

@@ -23,7 +23,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -81,6 +81,7 @@ class MPCController(Node):
         self._decoder = JointStateDecoder(self._joint_names)
         self._limit = self._physics.effort_limit_nm
         self._q0 = np.asarray(s.initial_positions_rad, dtype=float)
+        self._M0 = self._physics.mass_matrix(self._q0)  # once: the return-to-start PD runs every tick
         self._frame = self._physics.arm.model.frames[1].name  # the URDF's base link: /mbrl/plan's frame
         self._rng = np.random.default_rng(s.seed)
 
@@ -98,7 +99,7 @@ class MPCController(Node):
         # LQR-FLM state.
         self._cost = ReachCost.for_model(self._physics, s.cost(), self._q0)
         self._trainer = LQRFLMTrainer(
-            initial_pd_policy(s.trial_steps, self._q0, self._physics.mass_matrix(self._q0), s.initial_controller()),
+            initial_pd_policy(s.trial_steps, self._q0, self._M0, s.initial_controller()),
             self._cost, s.lqr_flm(),
         )
         self._iteration = 0
@@ -335,7 +336,7 @@ class MPCController(Node):
             return zero
         q, qd = x[: len(zero)], x[len(zero):]
         omega, zeta = self.settings.init_pd_omega_rad_s, 0.9
-        return self._physics.mass_matrix(self._q0) @ (omega**2 * (self._q0 - q) - 2.0 * zeta * omega * qd)
+        return self._M0 @ (omega**2 * (self._q0 - q) - 2.0 * zeta * omega * qd)
 
     def _on_reset_done(self, future) -> None:
         self._reset_pending = False

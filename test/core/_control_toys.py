@@ -65,7 +65,7 @@ class Pendulum:
 
     def linearize(self, x, u):
         x = np.asarray(x, dtype=float)
-        th, w = x[..., 0], x[..., 1]
+        th = x[..., 0]
         h, I = self.dt_s, self.m * self.l**2
         da_dth = -self.m * self.g * self.l * np.cos(th) / I
         da_dw = -self.b / I
