@@ -96,11 +96,13 @@ class NodeSpec:
 class NodeProcess:
     """A running node executable in its own process group."""
 
-    def __init__(self, spec: NodeSpec, env: dict | None = None, stdout=None, stderr=None, text: bool = False) -> None:
+    def __init__(self, spec: NodeSpec, env: dict | None = None, stdout=None, stderr=None, text: bool = False,
+                 cwd: str | Path | None = None) -> None:
         self.spec = spec
         self.process = subprocess.Popen(
             spec.command(),
             env=env,
+            cwd=cwd,
             stdout=stdout,
             stderr=stderr,
             text=text,

@@ -15,13 +15,14 @@ def client_node():
 
 @pytest.fixture(scope="module")
 def start_node(tmp_path_factory):
-    """Start a node executable as its own process; every one started is stopped at module end."""
+    """Start a node executable as its own process (working directory: a temp folder, so default
+    output folders never land in the checkout); every one started is stopped at module end."""
     started: list[NodeProcess] = []
     logs = tmp_path_factory.mktemp("node_logs")
 
     def start(spec: NodeSpec) -> NodeProcess:
         log = open(logs / f"{spec.executable}_{len(started)}.log", "w")
-        proc = NodeProcess(spec, stdout=log, stderr=log)
+        proc = NodeProcess(spec, stdout=log, stderr=log, cwd=logs)
         started.append(proc)
         return proc
 
