@@ -55,6 +55,36 @@ def _demo(args: argparse.Namespace) -> int:
     ))
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from mbrl_ros import fit
+    from mbrl_ros.data.bag_episodes import BagTopics
+
+    try:
+        settings = fit.FitSettings(
+            bags=tuple(args.bag), out_dir=args.out,
+            topics=BagTopics(joint_states=args.joint_states_topic, commands=args.commands_topic, trials=args.trials_topic),
+            torque_source=args.torque_source, dt_s=args.dt, steps=args.steps, command_timeout_s=args.command_timeout,
+            holdout_fraction=args.holdout, seed=args.seed, allow_partial=args.allow_partial, robot=args.robot,
+            ensemble_epochs=args.epochs,
+        )
+    except ValueError as err:
+        print(f"mbrl-ros fit: {err}", file=sys.stderr)
+        return 2
+    return fit.main(settings)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from mbrl_ros.ros import replay
+
+    try:
+        settings = replay.ReplaySettings(rate=args.rate, clock=args.clock, topics=tuple(args.topics) if args.topics else None,
+                                         wait_s=args.wait_s, history_depth=args.history_depth, allow_partial=args.allow_partial)
+    except ValueError as err:
+        print(f"mbrl-ros replay: {err}", file=sys.stderr)
+        return 2
+    return replay.main(args.bag, settings)
+
+
 def _param(args: argparse.Namespace) -> int:
     from mbrl_ros.ros import param_tool
 
@@ -126,6 +156,36 @@ def build_parser() -> argparse.ArgumentParser:
     param.add_argument("name", nargs="?")
     param.add_argument("value", nargs="?", help="YAML value, e.g. 40, 0.5, true, [0.4, 0.1, 0.5]")
     param.set_defaults(func=_param)
+
+    fit = sub.add_parser("fit", help="fit dynamics models offline from rosbag2 bags; report held-out prediction errors")
+    fit.add_argument("--bag", nargs="+", required=True, metavar="PATH",
+                     help="bag directories or files (MCAP, sqlite3), or folders of bags such as a run's bags/")
+    fit.add_argument("--out", required=True, metavar="DIR", help="checkpoints, report.json and prediction.png go here")
+    fit.add_argument("--joint-states-topic", default="/joint_states")
+    fit.add_argument("--commands-topic", default="/effort_controller/commands")
+    fit.add_argument("--trials-topic", default="/mbrl/trial", help="trial markers; without them, fixed windows")
+    fit.add_argument("--torque-source", choices=["commands", "effort"], default="commands",
+                     help="torques from the commands, or from the joint states' effort (arms driven by other controllers)")
+    fit.add_argument("--dt", type=float, default=0.05, help="control period (s) when the bags have no trial markers")
+    fit.add_argument("--steps", type=int, default=100, help="episode length (steps) when the bags have no trial markers")
+    fit.add_argument("--command-timeout", type=float, default=0.05, help="older commands count as zero torque (s)")
+    fit.add_argument("--holdout", type=float, default=0.2, help="fraction of episodes held out for evaluation")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--allow-partial", action="store_true", help="fit on the readable part of truncated/corrupted bags")
+    fit.add_argument("--robot", default="panda", help="joint order and physics model")
+    fit.add_argument("--epochs", type=int, default=200, help="ensemble training epochs (at most; it stops early)")
+    fit.set_defaults(func=_fit)
+
+    replay = sub.add_parser("replay", help="republish a bag's messages with their QoS and timing (like ros2 bag play)")
+    replay.add_argument("--bag", nargs="+", required=True, metavar="PATH")
+    replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    replay.add_argument("--clock", action="store_true", help="also publish /clock from the bag's time (for use_sim_time nodes)")
+    replay.add_argument("--topics", nargs="+", help="only these topics (default: all)")
+    replay.add_argument("--wait-s", type=float, default=2.0, help="wait this long at most for subscribers before playing")
+    replay.add_argument("--history-depth", type=int, help="publishers' history depth instead of the recorded one "
+                        "(deeper: a busy reliable subscriber catches up instead of losing messages)")
+    replay.add_argument("--allow-partial", action="store_true", help="replay the readable part of truncated bags")
+    replay.set_defaults(func=_replay)
 
     run = sub.add_parser("run", help="start the nodes of a YAML config as separate processes (like ros2 launch)")
     run.add_argument("--config", default="mbrl_sim", help="shipped config name or a YAML path")

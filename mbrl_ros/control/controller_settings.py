@@ -62,7 +62,7 @@ class ControllerSettings:
     reset_service: str = "/sim_node/reset"
     settle_s: float = 0.3
     state_timeout_s: float = 0.1
-    torque_thread_rt_priority: int = 50
+    rt_priority: int = 50
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -146,7 +146,8 @@ PARAMETERS: dict[str, ParameterInfo] = {
     "reset_service": ParameterInfo("std_srvs/Trigger resetting the arm between trials; empty: drive back with a PD.", read_only=True),
     "settle_s": ParameterInfo("Wait after a reset before a trial starts (s).", 0.0, 10.0),
     "state_timeout_s": ParameterInfo("Older joint states stop torque output (s).", 0.001, 10.0),
-    "torque_thread_rt_priority": ParameterInfo(
-        "SCHED_FIFO priority of the torque thread where permitted (0: normal scheduling).", 0, 99, read_only=True),
+    "rt_priority": ParameterInfo(
+        "SCHED_FIFO priority of the torque thread where permitted; the node's other threads run one below "
+        "(0: normal scheduling).", 0, 99, read_only=True),
     "seed": ParameterInfo("Seed of exploration noise and sampling planners.", 0, 2**31 - 1, read_only=True),
 }

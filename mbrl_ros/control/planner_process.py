@@ -14,7 +14,6 @@ and warm-starts it across plans.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from dataclasses import asdict
 
@@ -38,8 +37,8 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
 
     # The parent owns this process's lifetime; a Ctrl-C to the process group is the parent's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # On a loaded machine the arm's state and torque loop come first; a late plan is only late.
-    os.nice(5)
+    # No nice value: the torque loop is protected by real-time scheduling (mbrl_ros.realtime), and a
+    # plan that arrives late is discarded as stale, so planning needs its fair share of the CPU.
     physics = PhysicsModel.from_robot(robot, dt_s=dt_s)
     limit = physics.effort_limit_nm
     models = {"physics": physics, "learned": None}

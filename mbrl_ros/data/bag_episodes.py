@@ -1,9 +1,10 @@
 """Episodes from rosbag2 bags: read the streams, then segment and align them (no ROS needed).
 
 Trials come from the controller's markers (``/mbrl/trial``) when the bag has them; otherwise the
-recording is cut into consecutive windows of ``steps`` control periods of ``dt_s`` (windows that
-straddle a gap in the joint states are dropped). Torques are the recorded commands, or for bags of
-arms driven by other controllers, the ``effort`` field of the joint states.
+joint states are split where they pause for longer than a control period (an arm reset between
+trials, a stopped recording) and every run is cut, from its start, into consecutive windows of
+``steps`` control periods of ``dt_s``. Torques are the recorded commands, or for bags of arms
+driven by other controllers, the ``effort`` field of the joint states.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .alignment import CommandStream, StateStream, TrialMarker, align_trial, joint_index
-from .bags import BagError, bag_topics, read_messages
+from .bags import BagError, BagSet, DamagedBag, open_bags, read_messages
 from .episodes import Episodes
 
 
@@ -38,6 +39,7 @@ class BagStreams:
     commands: CommandStream
     markers: list[TrialMarker]
     messages_read: int
+    damaged: tuple[DamagedBag, ...] = ()
 
 
 def read_streams(
@@ -45,28 +47,35 @@ def read_streams(
     topics: BagTopics = BagTopics(),
     joint_names: Sequence[str] | None = None,
     use_commands: bool = True,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    allow_partial: bool = False,
 ) -> BagStreams:
     """Read joint states (header stamps), commands (log times) and trial markers.
 
     ``joint_names`` fixes the joint order (default: the first joint state's order); joints are
-    mapped by name in every message. Raises :class:`BagError` for a missing topic or a command
-    whose length is not the number of joints.
+    mapped by name in every message. ``progress(messages read, messages to read)`` is called as
+    reading goes. Raises :class:`BagError` for an empty bag, a missing topic, a command whose
+    length is not the number of joints, or a damaged bag unless ``allow_partial`` (then its
+    intact part is read).
     """
-    present = bag_topics(paths)
-    wanted = [topics.joint_states] + ([topics.commands] if use_commands else [])
-    if topics.trials in present:
+    bags = open_bags(paths)
+    bags.check_usable(allow_partial, "mbrl-ros fit --allow-partial")
+    wanted = [_require(bags, topics.joint_states, "sensor_msgs/msg/JointState")]
+    if use_commands:
+        wanted.append(_require(bags, topics.commands, "std_msgs/msg/Float64MultiArray"))
+    if topics.trials in bags.topics:
         wanted.append(topics.trials)
+    total = sum(bags.message_counts.get(t, 0) for t in wanted)
     names: tuple[str, ...] | None = tuple(joint_names) if joint_names else None
     t, q, qd, effort = [], [], [], []
     cmd_t, cmd = [], []
     markers: list[TrialMarker] = []
     index_cache: dict[tuple[str, ...], np.ndarray] = {}
     count = 0
-    for topic, log_ns, msg in read_messages(paths, wanted):
+    for topic, log_ns, msg in read_messages(bags, wanted, include_damaged=allow_partial):
         count += 1
-        if progress is not None and count % 1000 == 0:
-            progress(count)
+        if progress is not None and count % 2000 == 0:
+            progress(count, total)
         if topic == topics.joint_states:
             msg_names = tuple(msg.name)
             if names is None:
@@ -91,16 +100,28 @@ def read_streams(
             except ValueError:
                 continue
             markers.append(marker)
+    if progress is not None:
+        progress(count, total)
     if not t:
-        raise BagError(f"no {topics.joint_states} messages in {', '.join(map(str, paths))}")
+        raise BagError(f"no {topics.joint_states} messages in {', '.join(map(str, bags.paths))}")
     n = len(names)
     bad = {c.size for c in cmd if c.size != n}
     if bad:
         raise BagError(f"torque commands on {topics.commands} have {sorted(bad)} values, the arm has {n} joints {list(names)}")
+    # Messages come in log-time order; header stamps need not be in that order.
     order = np.argsort(np.asarray(t), kind="stable")
     states = StateStream(np.asarray(t)[order], np.asarray(q)[order], np.asarray(qd)[order])
     commands = CommandStream(np.asarray(cmd_t), np.asarray(cmd).reshape(-1, n))
-    return BagStreams(names, states, np.asarray(effort)[order], commands, markers, count)
+    return BagStreams(names, states, np.asarray(effort)[order], commands, markers, count, bags.damaged)
+
+
+def _require(bags: BagSet, topic: str, msgtype: str) -> str:
+    """``topic``, or a :class:`BagError` listing what the bags have (and where ``msgtype`` is)."""
+    if topic not in bags.topics:
+        elsewhere = [t for t, s in bags.topics.items() if s.msgtype == msgtype]
+        hint = f"; {msgtype} is on {', '.join(sorted(elsewhere))}" if elsewhere else ""
+        raise BagError(f"the bag has no {topic} topic ({msgtype}){hint}. It has: {bags.listing()}")
+    return topic
 
 
 def episodes_from_streams(
@@ -115,15 +136,18 @@ def episodes_from_streams(
         raise ValueError(f"torque_source must be 'commands' or 'effort', got {torque_source!r}")
     commands = streams.commands
     if torque_source == "effort":
+        missing = ~np.isfinite(streams.efforts).all(axis=0)
+        if missing.any():
+            joints = [n for n, m in zip(streams.joint_names, missing) if m]
+            raise BagError(f"the joint states carry no effort for {joints}: they cannot be the torques")
         commands = CommandStream(streams.states.t_s, streams.efforts)
         command_timeout_s = np.inf
-    ends = [m for m in streams.markers if m.event == "end"]
+    # A trial's end marker may be in the bags twice (overlapping bags): one episode per trial.
+    ends = list({(m.trial, m.start_s): m for m in streams.markers if m.event == "end"}.values())
     if not ends:
-        t = streams.states.t_s
-        window = dt_s * steps
         ends = [
             TrialMarker("end", i, -1, float(start), dt_s, steps, (), streams.joint_names, "window")
-            for i, start in enumerate(np.arange(t[0], t[-1] - window, window))
+            for i, start in enumerate(window_starts(streams.states.t_s, dt_s, steps))
         ]
     episodes = []
     for marker in ends:
@@ -132,3 +156,15 @@ def episodes_from_streams(
         except ValueError:
             continue  # a window across a gap, or a trial cut off by the end of the recording
     return episodes
+
+
+def window_starts(t_s: np.ndarray, dt_s: float, steps: int) -> list[float]:
+    """Start times of consecutive windows of ``steps`` periods of ``dt_s`` s, from the start of every
+    run of samples ``t_s`` without a gap longer than ``dt_s``."""
+    window = dt_s * steps
+    breaks = np.flatnonzero(np.diff(t_s) > dt_s)
+    starts = []
+    for first, last in zip(np.r_[0, breaks + 1], np.r_[breaks, t_s.size - 1]):
+        n = int((t_s[last] - t_s[first]) / window + 1e-9)
+        starts += [float(t_s[first] + i * window) for i in range(n)]
+    return starts

@@ -6,12 +6,15 @@ subscribes raw and writes the bytes untouched) with each topic's QoS in the meta
 is a complete bag written under a hidden ``.partial`` name and renamed when closed, so a crash
 loses at most the segment in progress and never leaves a half-written bag under a real name.
 
-Reading: :func:`read_messages` yields decoded messages of chosen topics from MCAP or sqlite3 bags,
-with clear errors for missing, empty or unreadable bags.
+Reading: :func:`open_bags` takes stock of MCAP or sqlite3 bags (topics, types, offered QoS,
+message counts; truncated MCAP files are read up to the damage by :mod:`.mcap_salvage`), then
+:func:`read_raw` yields their serialized messages and :func:`read_messages` decoded ones, with
+clear errors for missing or unreadable bags and absent topics.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
+
+from .mcap_salvage import salvage_mcap
 
 #: The message definitions of the ROS 2 distribution our wheels come from.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -115,45 +120,194 @@ class BagError(ValueError):
     """A bag that cannot be used; the message says why and what it contains."""
 
 
-def bag_topics(paths: Sequence[str | Path]) -> dict[str, str]:
-    """Topic → message type of everything in the bags."""
-    reader = _open(paths)
-    try:
-        return {c.topic: c.msgtype for c in reader.connections}
-    finally:
-        reader.close()
+@dataclass(frozen=True)
+class DamagedBag:
+    """A bag ``rosbags`` cannot open whose MCAP records were read up to the damage."""
+
+    path: Path
+    damage: str
+    readable_counts: dict[str, int]
+    readable_span_s: tuple[float, float] | None
+
+    def describe(self) -> str:
+        total = sum(self.readable_counts.values())
+        counts = ", ".join(f"{t} {n}" for t, n in sorted(self.readable_counts.items()))
+        span = f" from {self.readable_span_s[0]:.3f} to {self.readable_span_s[1]:.3f} s (log time)" if self.readable_span_s else ""
+        return f"{self.path}: {self.damage}; readable: {total} messages{f' ({counts})' if counts else ''}{span}"
 
 
-def _open(paths: Sequence[str | Path]) -> AnyReader:
+@dataclass(frozen=True)
+class BagSet:
+    """Bags opened for reading: every topic (name, type, the QoS it was offered with), the message
+    count per topic, and the bags that are damaged (their counts are of the intact part)."""
+
+    paths: tuple[Path, ...]
+    topics: dict[str, TopicSpec]
+    message_counts: dict[str, int]
+    damaged: tuple[DamagedBag, ...]
+
+    def listing(self) -> str:
+        """``topic (type, N messages)`` of every topic, or ``no topics``."""
+        counts = {t: self.message_counts.get(t, 0) for t in self.topics}
+        return ", ".join(
+            f"{t} ({s.msgtype}, {counts[t]} message{'s' * (counts[t] != 1)})" for t, s in sorted(self.topics.items())
+        ) or "no topics"
+
+    def check_usable(self, allow_partial: bool, how_to_allow: str) -> None:
+        """Raise :class:`BagError` for damaged bags (unless ``allow_partial``; the message ends with
+        ``how_to_allow``) and for bags without a single message."""
+        if self.damaged and not allow_partial:
+            raise BagError("damaged bag: " + " | ".join(d.describe() for d in self.damaged)
+                           + f". Only the readable part can be used, and only when asked for ({how_to_allow})")
+        if not sum(self.message_counts.values()):
+            raise BagError(f"{', '.join(map(str, self.paths))}: the bag holds no messages ({self.listing()})")
+
+
+def adapted_qos(offers: Sequence[Qos]) -> Qos:
+    """The QoS to re-offer a topic with: the recorded publishers' profile when they agree; else, as
+    ``ros2 bag play`` chooses, reliable / transient-local only if every one was, the deepest history;
+    the default profile (reliable, volatile, depth 10) when the bag recorded none."""
+    if not offers:
+        return qos(reliable=True, depth=10)
+    if all(o == offers[0] for o in offers):
+        return offers[0]
+    return qos(
+        reliable=all(o.reliability == QosReliability.RELIABLE for o in offers),
+        depth=max(1, max(o.depth for o in offers)),
+        transient_local=all(o.durability == QosDurability.TRANSIENT_LOCAL for o in offers),
+    )
+
+
+def expand_bag_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The bags named by ``paths``: a bag directory, a bag file, or a folder of bags (such as a
+    recorder's ``bag_dir``; hidden entries there are segments still being written and are left out)."""
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise BagError(f"no such bag: {', '.join(missing)}")
-    try:
-        reader = AnyReader([Path(p) for p in paths], default_typestore=TYPESTORE)
-        reader.open()
-    except Exception as err:  # rosbags raises several unrelated types for unreadable files
-        raise BagError(f"cannot read bag {', '.join(map(str, paths))}: {err}") from err
+    bags: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file() or (path / "metadata.yaml").exists() or _storage_files(path):
+            bags.append(path)
+            continue
+        inside = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and
+                        ((p / "metadata.yaml").exists() or _storage_files(p)))
+        if not inside:
+            raise BagError(f"{path} is neither a rosbag2 bag nor a folder of bags (no metadata.yaml, .mcap or .db3 in it)")
+        bags.extend(inside)
+    return bags
+
+
+def _storage_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix in (".mcap", ".db3")) if path.is_dir() else []
+
+
+def _mcap_files(path: Path) -> list[Path]:
+    return [path] if path.suffix == ".mcap" else [p for p in _storage_files(path) if p.suffix == ".mcap"]
+
+
+def _reader(paths: Sequence[Path]) -> AnyReader:
+    reader = AnyReader(list(paths), default_typestore=TYPESTORE)
+    reader.open()
     return reader
 
 
-def read_messages(paths: Sequence[str | Path], topics: Sequence[str]) -> Iterator[tuple[str, int, object]]:
-    """``(topic, log time in ns, decoded message)`` of ``topics``, in time order across all bags.
+def open_bags(paths: Sequence[str | Path]) -> BagSet:
+    """Open every bag of ``paths`` (see :func:`expand_bag_paths`) and take stock of it.
 
-    Raises :class:`BagError` when a topic is missing (listing what the bags have) or a message
-    cannot be read; the messages yielded before the error are valid.
+    A bag ``rosbags`` cannot open is read by :mod:`.mcap_salvage` when it is MCAP (a truncated
+    file, or one without ``metadata.yaml``) and listed in ``damaged``; anything else raises
+    :class:`BagError`.
     """
-    reader = _open(paths)
+    offers: dict[str, list[Qos]] = {}
+    types: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    damaged = []
+    bags = expand_bag_paths(paths)
+    for path in bags:
+        try:
+            reader = _reader([path])
+        except Exception as err:  # rosbags raises several unrelated types for unreadable files
+            if not _mcap_files(path):
+                raise BagError(f"cannot read bag {path}: {err}") from err
+            damaged.append(_take_stock_of_damaged(path, str(err), types, offers, counts))
+            continue
+        for c in reader.connections:
+            types[c.topic] = c.msgtype
+            offers.setdefault(c.topic, []).extend(getattr(c.ext, "offered_qos_profiles", []))
+            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+        reader.close()
+    topics = {t: TopicSpec(t, m, adapted_qos(offers.get(t, []))) for t, m in types.items()}
+    return BagSet(tuple(bags), topics, counts, tuple(damaged))
+
+
+def _take_stock_of_damaged(path: Path, error: str, types: dict, offers: dict, counts: dict) -> DamagedBag:
+    readable: dict[str, int] = {}
+    first, last = None, None
+    reasons = []
+    for file in _mcap_files(path):
+        scan, messages = salvage_mcap(file)
+        for channel, log_ns, _ in messages:
+            readable[channel.topic] = readable.get(channel.topic, 0) + 1
+            first = log_ns if first is None else min(first, log_ns)
+            last = log_ns if last is None else max(last, log_ns)
+        for channel in scan.channels.values():
+            types[channel.topic] = channel.msgtype
+            offers.setdefault(channel.topic, []).extend(channel.offered_qos)
+        if scan.damage:
+            reasons.append(f"{file.name}: {scan.damage}")
+    for topic, n in readable.items():
+        counts[topic] = counts.get(topic, 0) + n
+    span = (first * 1e-9, last * 1e-9) if first is not None else None
+    return DamagedBag(path, "; ".join(reasons) or f"rosbags cannot open it ({error})", readable, span)
+
+
+def read_raw(bags: BagSet, topics: Sequence[str], include_damaged: bool = False) -> Iterator[tuple[TopicSpec, int, bytes]]:
+    """``(topic, log time in ns, CDR bytes)`` of ``topics`` in time order across the bags; with
+    ``include_damaged``, the intact messages of damaged bags too (each held in memory to sort it).
+
+    Raises :class:`BagError` when a topic is missing (listing what the bags have) or a complete
+    bag turns out unreadable midway; the messages yielded before the error are valid.
+    """
+    absent = [t for t in topics if t not in bags.topics]
+    if absent:
+        raise BagError(f"bag lacks topics {absent}; it has: {bags.listing()}")
+    damaged = {d.path for d in bags.damaged}
+    complete = [p for p in bags.paths if p not in damaged]
+    sources = [_read_complete(complete, bags, topics)] if complete else []
+    if include_damaged:
+        for path in sorted(damaged):
+            intact = [(bags.topics[c.topic], log_ns, raw) for file in _mcap_files(path)
+                      for c, log_ns, raw in salvage_mcap(file)[1] if c.topic in topics]
+            sources.append(sorted(intact, key=lambda m: m[1]))
+    yield from heapq.merge(*sources, key=lambda m: m[1])
+
+
+def _read_complete(paths: list[Path], bags: BagSet, topics: Sequence[str]) -> Iterator[tuple[TopicSpec, int, bytes]]:
+    reader = _reader(paths)
     try:
-        present = {c.topic: c.msgtype for c in reader.connections}
-        absent = [t for t in topics if t not in present]
-        if absent:
-            listing = ", ".join(f"{t} ({m})" for t, m in sorted(present.items())) or "none"
-            raise BagError(f"bag lacks topics {absent}; it has: {listing}")
         connections = [c for c in reader.connections if c.topic in topics]
         try:
             for connection, timestamp, raw in reader.messages(connections=connections):
-                yield connection.topic, timestamp, reader.deserialize(raw, connection.msgtype)
+                yield bags.topics[connection.topic], timestamp, raw
         except Exception as err:
             raise BagError(f"bag is truncated or corrupted: {err}") from err
     finally:
         reader.close()
+
+
+def bag_topics(paths: Sequence[str | Path]) -> dict[str, str]:
+    """Topic → message type of everything in the bags."""
+    return {t: s.msgtype for t, s in open_bags(paths).topics.items()}
+
+
+def read_messages(
+    paths: Sequence[str | Path] | BagSet, topics: Sequence[str], include_damaged: bool = False
+) -> Iterator[tuple[str, int, object]]:
+    """``(topic, log time in ns, decoded message)`` of ``topics`` (see :func:`read_raw`)."""
+    bags = paths if isinstance(paths, BagSet) else open_bags(paths)
+    for spec, log_ns, raw in read_raw(bags, topics, include_damaged):
+        try:
+            message = TYPESTORE.deserialize_cdr(raw, spec.msgtype)
+        except Exception as err:  # a corrupted payload can fail anywhere in the decoder
+            raise BagError(f"a {spec.topic} message cannot be decoded as {spec.msgtype}: {err}") from err
+        yield spec.topic, log_ns, message

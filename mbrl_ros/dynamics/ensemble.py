@@ -24,6 +24,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -119,7 +120,11 @@ class EnsembleLinear(nn.Module):
 
 
 class GaussianEnsembleNet(nn.Module):
-    """The members' MLPs; returns normalised means and bounded log-variances ``(E, B, n_out)``."""
+    """The members' MLPs; returns normalised means and bounded log-variances ``(E, B, n_out)``.
+
+    No layer behaves differently in training (no dropout or batch norm), so the module is never
+    switched between train and eval mode: each switch walks the module tree, and planners predict
+    hundreds of times per plan."""
 
     def __init__(self, n_in: int, n_out: int, s: EnsembleSettings) -> None:
         super().__init__()
@@ -237,8 +242,11 @@ class EnsembleDynamics:
         z = z.to(torch.float64)
         return ((z - self.in_mean) / self.in_std).to(torch.float32)
 
-    def train(self, episodes: Episodes | None = None, max_epochs: int | None = None) -> TrainStats:
-        """Add ``episodes`` (if given) and continue training on all data seen so far."""
+    def train(
+        self, episodes: Episodes | None = None, max_epochs: int | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> TrainStats:
+        """Add ``episodes`` (if given) and continue training on all data seen so far;
+        ``progress(epoch, max epochs)`` is called after every epoch."""
         if episodes is not None:
             self.add_episodes(episodes)
         s = self.settings
@@ -278,7 +286,6 @@ class EnsembleDynamics:
                 idx = torch.from_numpy(train_idx)[torch.randint(n_train, (E, n_train), generator=gen)]
             else:
                 idx = torch.from_numpy(train_idx)[torch.stack([torch.randperm(n_train, generator=gen) for _ in range(E)])]
-            self.net.train()
             for b in range(0, n_train, s.batch_size):
                 bi = idx[:, b : b + s.batch_size]
                 mean, logvar = self.net(zt[bi])
@@ -295,6 +302,8 @@ class EnsembleDynamics:
             if sched is not None:
                 sched.step()
             mse = self._holdout_mse(zt[hold_idx], yt[hold_idx])
+            if progress is not None:
+                progress(epochs, n_epochs)
             improved = mse < best - 1e-4 * np.abs(best)
             if improved.any():
                 since_improved = 0
@@ -335,7 +344,6 @@ class EnsembleDynamics:
 
     @torch.no_grad()
     def _holdout_mse(self, z: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        self.net.eval()
         mean, _ = self.net(z.unsqueeze(0).expand(self.settings.n_members, -1, -1))
         return ((mean - y) ** 2).mean(dim=(1, 2)).numpy()
 
@@ -360,7 +368,6 @@ class EnsembleDynamics:
         """``(mean, aleatoric_var, epistemic_var)`` of the next state, each ``(..., nx)``."""
         x, u, batch = self._flatten(x, u)
         with torch.no_grad():
-            self.net.eval()
             means, vars_ = self._members_torch(torch.from_numpy(x), torch.from_numpy(u))
         mean = means.mean(0).numpy()
         aleatoric = vars_.mean(0).numpy()
@@ -396,7 +403,6 @@ class EnsembleDynamics:
         """Batched next state ``(B, nx)`` by trajectory sampling (see ``settings.propagation``)."""
         s = self.settings
         with torch.no_grad():
-            self.net.eval()
             means, vars_ = self._members_torch(x, u)
             B = x.shape[0]
             if s.propagation == "mean":
@@ -421,7 +427,6 @@ class EnsembleDynamics:
     def linearize(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Jacobians of the elite-mean prediction by autograd (plus the physics model's, if residual)."""
         xf, uf, batch = self._flatten(x, u)
-        self.net.eval()
         xt = torch.from_numpy(xf).requires_grad_(True)
         ut = torch.from_numpy(uf).requires_grad_(True)
         z = self._normalise_in(torch.cat([xt, ut], dim=-1))

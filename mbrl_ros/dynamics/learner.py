@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from mbrl_ros.data.episodes import Episodes, ReplayBuffer
 from mbrl_ros.dynamics.ensemble import EnsembleDynamics, EnsembleSettings, TrainStats
@@ -136,8 +137,9 @@ class ModelLearner:
         self.buffer.add(episodes, iteration)
         return LocalFit(dynamics, iteration, episodes.n_trials, time.perf_counter() - start)
 
-    def train_global(self) -> TrainStats | None:
-        """Train the ensemble on the trials that arrived since the last call (plus all before)."""
+    def train_global(self, progress: Callable[[int, int], None] | None = None) -> TrainStats | None:
+        """Train the ensemble on the trials that arrived since the last call (plus all before);
+        ``progress(epoch, max epochs)`` after every epoch."""
         if self.ensemble is None:
             return None
         with self._lock:
@@ -146,6 +148,6 @@ class ModelLearner:
             return None
         for episodes in new:
             self.ensemble.add_episodes(episodes)
-        stats = self.ensemble.train(max_epochs=self.settings.ensemble_epochs_per_update)
+        stats = self.ensemble.train(max_epochs=self.settings.ensemble_epochs_per_update, progress=progress)
         self.ensemble_trained = True
         return stats

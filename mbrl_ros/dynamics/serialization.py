@@ -254,6 +254,15 @@ def load_ensemble(path: str, base_model=None):
         return ensemble_from_bytes(fh.read(), base_model, str(path))
 
 
+def write_checkpoint(directory: str | os.PathLike, kind: str, version: int, payload: bytes) -> str:
+    """A model checkpoint as the learner writes it: ``<kind>_v<version>.safetensors`` and a copy as
+    ``<kind>_latest.safetensors`` (the one to load); returns the versioned file's path."""
+    path = os.path.join(directory, f"{kind}_v{version:04d}.safetensors")
+    write_bytes(path, payload)
+    write_bytes(os.path.join(directory, f"{kind}_latest.safetensors"), payload)
+    return path
+
+
 def write_bytes(path: str, payload: bytes) -> None:
     """Write ``payload`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -133,9 +133,7 @@ class DynamicsLearner(Node):
     def _publish(self, kind: str, encode, model, info: dict) -> None:
         version = self._next_version()
         data = encode(model, self._joint_names, model_version=version, **info)
-        path = self._model_dir / f"{kind}_v{version:04d}.safetensors"
-        serialization.write_bytes(str(path), data)
-        serialization.write_bytes(str(self._model_dir / f"{kind}_latest.safetensors"), data)
+        serialization.write_checkpoint(self._model_dir, kind, version, data)
         self._model_pub.publish(payloads.encode_model(data))
         self.get_logger().info(f"published {kind} model v{version} ({len(data) / 1e3:.0f} kB) {info}")
 

@@ -18,7 +18,6 @@ shutdown. Parameters are validated as a whole; a refused change says why.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import threading
@@ -47,6 +46,7 @@ from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics import serialization
 from mbrl_ros.dynamics.physics import PhysicsModel
+from mbrl_ros.realtime import process_thread_ids, use_fifo, use_normal_scheduling
 from mbrl_ros.ros import payloads, qos
 from mbrl_ros.ros.conversions import InvalidMessage, JointStateDecoder, command_msg, decode_point, path_msg
 from mbrl_ros.ros.diagnostics import PeriodStats, diagnostic_array, status
@@ -141,6 +141,7 @@ class MPCController(Node):
         self.create_timer(1.0, self._publish_diagnostics)
 
         self._running = True
+        self._realtime = self._use_realtime_scheduling()  # after spawning the planner: it must not inherit it
         self._threads = [
             threading.Thread(target=self._torque_loop, name="torque", daemon=True),
             threading.Thread(target=self._plan_loop, name="planner", daemon=True),
@@ -251,7 +252,8 @@ class MPCController(Node):
     def _torque_loop(self) -> None:
         """Ticks at ``control_rate_hz`` against absolute deadlines (steady clock, or the ROS clock
         under ``use_sim_time``), in a thread of its own: no executor queue in front of it."""
-        self._raise_torque_thread_priority()
+        if self._realtime:
+            use_fifo(self.settings.rt_priority)
         period_s = 1.0 / self.settings.control_rate_hz
         clock = self.get_clock()
         sim_time = self.get_parameter("use_sim_time").value
@@ -275,16 +277,20 @@ class MPCController(Node):
                 self.get_logger().error(f"torque tick failed: {err!r}; zero torque", throttle_duration_sec=1.0)
                 self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
 
-    def _raise_torque_thread_priority(self) -> None:
-        """Real-time scheduling for the torque thread, as ros2_control's own loop uses, where the
-        system allows it (root or an rtprio limit); otherwise say so and run at normal priority."""
-        priority = self.settings.torque_thread_rt_priority
+    def _use_realtime_scheduling(self) -> bool:
+        """SCHED_FIFO, as ros2_control's own loop uses, where the system allows it (root or an
+        rtprio limit): every thread of this process (executor, DDS, workers) one below the torque
+        thread, so none holding the GIL is preempted by an ordinary process (see mbrl_ros.realtime).
+        Otherwise say so and run at normal priority."""
+        priority = self.settings.rt_priority
         if priority == 0:
-            return
+            return False
         try:
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(priority))
-        except (PermissionError, OSError) as err:
-            self.get_logger().warn(f"torque thread stays at normal priority (SCHED_FIFO {priority} refused: {err})")
+            use_fifo(max(1, priority - 1), process_thread_ids())
+        except OSError as err:
+            self.get_logger().warn(f"normal scheduling: SCHED_FIFO {priority} refused ({err})")
+            return False
+        return True
 
     def _tick(self) -> None:
         started = time.perf_counter()
@@ -407,6 +413,10 @@ class MPCController(Node):
         threading.Thread(target=self._update, args=(batch, dynamics, meta), name="lqr_flm_update", daemon=True).start()
 
     def _update(self, episodes: Episodes, dynamics, meta: dict) -> None:
+        # Seconds of numpy: ordinary scheduling, so it cannot crowd the sim or learner off a core.
+        # It runs while the arm rests between iterations, when a late tick costs nothing.
+        if self._realtime:
+            use_normal_scheduling()
         s = self.settings
         try:
             self._cost.set_ee_target(episodes.goal)
@@ -523,8 +533,8 @@ class MPCController(Node):
 
 
 def main(args=None) -> None:
-    # Planning in a numpy-heavy thread must not hold the GIL for a whole tick period.
-    sys.setswitchinterval(0.0005)
+    # A woken torque thread waits at most this long for the GIL (default 5 ms: a whole tick).
+    sys.setswitchinterval(0.0001)
     run_node(MPCController, args)
 
 

@@ -58,7 +58,12 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory: Callable[
     node = None
     try:
         node = factory()
-        rclpy.spin(node, executor_factory() if executor_factory else None)
+        executor = executor_factory() if executor_factory else SingleThreadedExecutor()
+        executor.add_node(node)
+        # A signal's KeyboardInterrupt is raised only once the wait returns to Python, and a node on
+        # simulated time whose /clock source has gone has nothing else to end its wait.
+        while executor.context.ok():
+            executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -50,7 +50,7 @@ def test_clear_errors(tmp_path):
     writer = SegmentedBagWriter(tmp_path, TOPICS)
     writer.write("/joint_states", 1, joint_state_cdr(1, [0.0, 0.0]))
     bag = writer.close_segment("b")
-    with pytest.raises(BagError, match=r"lacks topics \['/effort'\]; it has: /joint_states \(sensor_msgs/msg/JointState\)"):
+    with pytest.raises(BagError, match=r"lacks topics \['/effort'\]; it has: /joint_states \(sensor_msgs/msg/JointState, 1 message\)"):
         list(read_messages([bag], ["/effort"]))
     with pytest.raises(BagError, match="no such bag"):
         list(read_messages([tmp_path / "missing"], ["/joint_states"]))
@@ -58,3 +58,14 @@ def test_clear_errors(tmp_path):
         writer.write("/other", 1, b"")
     with pytest.raises(ValueError, match="storage"):
         SegmentedBagWriter(tmp_path, TOPICS, storage="bag")
+
+
+def test_a_topic_is_reoffered_with_its_publishers_qos():
+    from mbrl_ros.data.bags import adapted_qos
+
+    sensor = qos(reliable=False, depth=5)
+    latched = qos(reliable=True, depth=10, transient_local=True)
+    assert adapted_qos([latched, latched]) == latched, "publishers that agree: their profile as it is"
+    mixed = adapted_qos([sensor, latched])
+    assert mixed == qos(reliable=False, depth=10, transient_local=False), "reliable / latched only if all were"
+    assert adapted_qos([]) == qos(reliable=True, depth=10), "nothing recorded: the default profile"

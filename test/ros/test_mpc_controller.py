@@ -1,7 +1,9 @@
 """mpc_controller in its own process against an arm played by the test: safety and live tuning."""
 
 import math
+import os
 import time
+from pathlib import Path as FilePath
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ STATE_TIMEOUT_S = 0.1
 @pytest.fixture(scope="module")
 def controller(start_node, client_node):
     arm = FakeArm(client_node)
-    start_node(NodeSpec("mpc_controller", parameters={
+    process = start_node(NodeSpec("mpc_controller", parameters={
         "mode": "ilqr", "model_source": "physics", "reset_service": "", "settle_s": 0.0, "dt_s": 0.02,
         "horizon_steps": 20, "plan_rate_hz": 10.0, "state_timeout_s": STATE_TIMEOUT_S,
     }))
@@ -32,8 +34,35 @@ def controller(start_node, client_node):
     params = AsyncParameterClient(client_node, "mpc_controller")
     assert params.wait_for_services(timeout_sec=30.0)
     assert wait_for(lambda: plans.count >= 2, 60.0), "the controller plans on the physics model"
-    yield arm, commands, plans, params
+    yield arm, commands, plans, params, process
     arm.running = False
+
+
+def _real_time_permitted() -> bool:
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        return False
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    return True
+
+
+@pytest.mark.skipif(not _real_time_permitted(), reason="SCHED_FIFO not permitted here")
+def test_controller_threads_run_real_time_with_the_torque_thread_on_top_and_the_planner_does_not(controller):
+    *_, process = controller
+    policies = {}
+    for tid in os.listdir(f"/proc/{process.pid}/task"):
+        try:
+            policies[int(tid)] = (os.sched_getscheduler(int(tid)), os.sched_getparam(int(tid)).sched_priority)
+        except ProcessLookupError:  # a short-lived thread that has just ended
+            continue
+    assert {policy for policy, _ in policies.values()} == {os.SCHED_FIFO}, "every thread, DDS's included"
+    priorities = sorted(priority for _, priority in policies.values())
+    assert priorities[-1] == 50 and priorities.count(50) == 1, "the torque thread alone at rt_priority"
+    assert set(priorities[:-1]) == {49}
+    children = FilePath(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    planners = [int(c) for c in children if "spawn_main" in FilePath(f"/proc/{c}/cmdline").read_text()]
+    assert planners and all(os.sched_getscheduler(pid) == os.SCHED_OTHER for pid in planners)
 
 
 def set_params(params, **values):
@@ -43,7 +72,7 @@ def set_params(params, **values):
 
 
 def test_torques_are_published_at_the_control_rate_and_within_limits(controller):
-    _, commands, _, _ = controller
+    _, commands, *_ = controller
     commands.reset()
     wait_for(lambda: False, 1.0)
     assert commands.summary().rate_hz > 200.0
@@ -53,7 +82,7 @@ def test_torques_are_published_at_the_control_rate_and_within_limits(controller)
 
 
 def test_changing_horizon_changes_the_next_plan_and_bad_values_are_refused(controller):
-    _, _, plans, params = controller
+    _, _, plans, params, _ = controller
     assert all(r.successful for r in set_params(params, horizon_steps=35, ee_weight=20.0))
     plans.reset()
     assert wait_for(lambda: plans.count >= 2 and len(plans.latest.poses) == 36, 10.0)
@@ -66,7 +95,7 @@ def test_changing_horizon_changes_the_next_plan_and_bad_values_are_refused(contr
 
 
 def test_nan_state_is_rejected_and_a_stale_state_means_zero_torque(controller, client_node):
-    arm, commands, _, _ = controller
+    arm, commands, *_ = controller
     arm.position = [math.nan] + list(reversed(HOME))[1:]
     wait_for(lambda: False, 0.05)
     arm.publishing = False
