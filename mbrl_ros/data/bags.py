@@ -102,6 +102,17 @@ class SegmentedBagWriter:
         self._writer.write(connection, int(timestamp_ns), bytes(data))
         self.messages_in_segment += 1
 
+    def _name_storage_files(self, name: str) -> None:
+        """rosbags names the storage file after the folder it writes (the hidden partial one): give
+        it the bag's final name, in ``metadata.yaml`` too, while the folder is still hidden."""
+        metadata = self._partial / "metadata.yaml"
+        text = metadata.read_text()
+        for data_file in self._partial.glob(f"{self._partial.name}*"):
+            final = data_file.with_name(name + data_file.name[len(self._partial.name):])
+            os.replace(data_file, final)
+            text = text.replace(data_file.name, final.name)
+        metadata.write_text(text)
+
     def close_segment(self, name: str) -> Path | None:
         """Finish the segment in progress as ``<directory>/<name>``; ``None`` if nothing was written."""
         if self._writer is None:
@@ -111,6 +122,7 @@ class SegmentedBagWriter:
         target = self.directory / name
         if target.exists():
             raise FileExistsError(f"bag {target} already exists")
+        self._name_storage_files(name)
         os.replace(self._partial, target)
         self.closed_segments.append(target)
         return target

@@ -34,6 +34,9 @@ def test_segments_are_complete_bags_that_read_back(tmp_path, storage):
     got = [(t, list(m.position)) for _, t, m in read_messages([first], ["/joint_states"])]
     assert got == [(1_000_000_000 + i * 2_000_000, [float(i), float(-i)]) for i in range(5)]
     assert len(list(read_messages([first, second], ["/joint_states"]))) == 6
+    suffix = ".mcap" if storage == "mcap" else ".db3"
+    assert sorted(p.name for p in first.iterdir()) == sorted(["metadata.yaml", "trial_0001" + suffix]), \
+        "the storage file carries the bag's name, not the hidden partial one"
 
 
 def test_a_crash_leaves_only_the_segment_in_progress_unreadable(tmp_path):

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
 from mbrl_ros.data.alignment import TrialMarker
@@ -11,6 +12,7 @@ from mbrl_ros.data.bags import bag_topics, read_messages
 from mbrl_ros.launcher import NodeSpec, config_path
 from mbrl_ros.ros import payloads, qos
 from mbrl_ros.ros.conversions import command_msg
+from mbrl_ros.ros.diagnostics import status_values
 from mbrl_ros.ros.spin import wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
 
@@ -27,6 +29,12 @@ def system(start_node, client_node, tmp_path_factory):
     markers = client_node.create_publisher(String, "/mbrl/trial", qos.TRIAL_MARKERS)
     commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
     assert wait_for(lambda: commands.get_subscription_count() >= 2 and markers.get_subscription_count() >= 1, 30.0)
+    # Matched is not yet receiving: a trial before the recorder hears the arm would lack its states.
+    recorder: dict[str, str] = {}
+    client_node.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: recorder.update(status_values(m, "trajectory_recorder")), qos.DIAGNOSTICS
+    )
+    assert wait_for(lambda: int(recorder.get("messages_in_bag", 0)) > 0, 30.0), "the recorder hears /joint_states"
     return bag_dir, episodes, markers, commands
 
 
