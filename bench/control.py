@@ -95,6 +95,11 @@ def bench_ilqr(model, cost, x0, repeats: int, steps: int) -> dict:
         x = model.step(x, u)
         Xs.append(x.copy())
         Us.append(u)
+    return solver_summary(model, cost, cold_times, cold_iters, cold_cost, warm_times, warm_iters, Xs, Us)
+
+
+def solver_summary(model, cost, cold_times, cold_iters, cold_cost, warm_times, warm_iters, Xs, Us) -> dict:
+    """The same medians and closed-loop numbers for every receding-horizon solver compared."""
     return {
         "cold_ms": 1e3 * float(np.median(cold_times)),
         "cold_iterations": int(np.median(cold_iters)),
@@ -102,7 +107,7 @@ def bench_ilqr(model, cost, x0, repeats: int, steps: int) -> dict:
         "warm_ms": 1e3 * float(np.median(warm_times)),
         "warm_iterations": float(np.median(warm_iters)),
         "closed_loop_cost": closed_loop_cost(model, cost, Xs, Us),
-        "final_ee_error_m": float(np.linalg.norm(model.kinematics.ee_position(x[:7]) - cost.ee_target)),
+        "final_ee_error_m": float(np.linalg.norm(model.kinematics.ee_position(Xs[-1][:7]) - cost.ee_target)),
     }
 
 
@@ -196,13 +201,7 @@ def bench_crocoddyl(model, cost, x0, repeats: int, steps: int) -> dict:
     return {
         "check_dynamics_max_abs_err": dyn_err,
         "check_cost_rel_err": float(cost_err),
-        "cold_ms": 1e3 * float(np.median(cold_times)),
-        "cold_iterations": int(np.median(cold_iters)),
-        "cold_cost": cold_cost,
-        "warm_ms": 1e3 * float(np.median(warm_times)),
-        "warm_iterations": float(np.median(warm_iters)),
-        "closed_loop_cost": closed_loop_cost(model, cost, Xs, Us),
-        "final_ee_error_m": float(np.linalg.norm(model.kinematics.ee_position(x[:7]) - cost.ee_target)),
+        **solver_summary(model, cost, cold_times, cold_iters, cold_cost, warm_times, warm_iters, Xs, Us),
         "note": "FDDP has no torque box here (our iLQR is box-constrained); the limits are not active on this problem",
     }
 
