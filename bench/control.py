@@ -16,29 +16,29 @@ Measured:
   on our reduced Pinocchio model) and the same cost terms (running weights divided by dt because
   crocoddyl integrates running costs over dt), cold and warm-shifted.
 * MPPI (ours) and pytorch-mppi with K = 256/512/1024, T = 30, the same dynamics
-  (``PhysicsModel.step_torch``) and the same cost, float32: median plan time over a 1 s
-  receding-horizon run in the model and that run's executed cost.
+  (``PhysicsModel.step_torch``, or ``LinearizedRolloutModel``) and the same cost function, float32:
+  median plan time over a 1 s receding-horizon run in the model and that run's executed cost. Both
+  score their K sampled trajectories with one batched ``ReachCost.evaluate_torch`` call per plan
+  (pytorch-mppi through its ``terminal_state_cost``, which receives the whole trajectories; its
+  ``running_cost`` is zero), checked against our numpy cost on its samples (``check_cost_rel_err``).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-
-# torch (bundled OpenMP) and Pinocchio/crocoddyl (system libgomp) each keep busy-waiting worker
-# threads; on 2 cores they starve each other (measured: plan times 10-30x noisier). Must be set
-# before either runtime loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
 import platform
 import sys
 import time
 
-import numpy as np
-import torch
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+# Thread settings (1 BLAS/OpenMP thread, OMP_WAIT_POLICY=PASSIVE) before numpy, torch or Pinocchio
+# load: torch's and Pinocchio's OpenMP runtimes busy-wait and starve each other on 2 cores.
+import mbrl_ros  # noqa: E402,F401
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from mbrl_ros.control.costs import CostSettings, ReachCost  # noqa: E402
 from mbrl_ros.control.ilqr import ILQR, ILQRSettings  # noqa: E402
@@ -63,10 +63,6 @@ def build_problem(num_threads: int = 1):
 
 def total_cost(cost, X, U) -> float:
     return float(cost.evaluate(np.asarray(X), np.asarray(U)).sum())
-
-
-def closed_loop_cost(model, cost, X_exec, U_exec) -> float:
-    return total_cost(cost, np.asarray(X_exec), np.asarray(U_exec))
 
 
 # ---- iLQR ----------------------------------------------------------------------------------------
@@ -106,7 +102,7 @@ def solver_summary(model, cost, cold_times, cold_iters, cold_cost, warm_times, w
         "cold_cost": cold_cost,
         "warm_ms": 1e3 * float(np.median(warm_times)),
         "warm_iterations": float(np.median(warm_iters)),
-        "closed_loop_cost": closed_loop_cost(model, cost, Xs, Us),
+        "closed_loop_cost": total_cost(cost, Xs, Us),
         "final_ee_error_m": float(np.linalg.norm(model.kinematics.ee_position(Xs[-1][:7]) - cost.ee_target)),
     }
 
@@ -226,7 +222,7 @@ def run_ours(model, cost, x0, K: int, steps: int, rollout_model=None, seed: int 
         x = model.step(x, u)
         Xs.append(x.copy())
         Us.append(u)
-    return {"plan_ms": 1e3 * float(np.median(times[1:])), "closed_loop_cost": closed_loop_cost(model, cost, Xs, Us),
+    return {"plan_ms": 1e3 * float(np.median(times[1:])), "closed_loop_cost": total_cost(cost, Xs, Us),
             "final_ee_error_m": float(np.linalg.norm(model.kinematics.ee_position(x[:7]) - cost.ee_target))}
 
 
@@ -246,19 +242,28 @@ def run_pytorch_mppi(model, cost, x0, K: int, steps: int, rollout_model=None, se
     def dynamics(s, a, t=None):
         return rollout_model.step_torch_at(s, a, t) if linearized else model.step_torch(s, a)
 
-    def running_cost(s, a, t=None):  # pytorch-mppi evaluates the state after applying a
-        return cost.stage_cost_torch(s, a)
+    # The same batched cost as ours: pytorch-mppi hands terminal_state_cost the whole sampled
+    # trajectories, states (M, K, T, nx) = x_1..x_T and actions (M, K, T, nu), so the running cost
+    # is zero and the total (running + terminal + effort, once each) is one evaluate_torch call on
+    # [x_0, x_1..x_T], exactly as our MPPI scores its samples.
+    zeros = torch.zeros(K, dtype=dtype)
+
+    def running_cost(s, a, t=None):
+        return zeros
 
     def terminal_cost(states, actions):
-        last = states[..., -1, :]
-        return cost.stage_cost_torch(last, terminal=True) - cost.stage_cost_torch(last)
+        M, K_, T_, nx = states.shape
+        x_0 = planner.state.reshape(1, 1, 1, nx).expand(M, K_, 1, nx)
+        X = torch.cat([x_0, states], dim=2).reshape(M * K_, T_ + 1, nx)
+        return cost.evaluate_torch(X, actions.reshape(M * K_, T_, -1)).reshape(M, K_)
 
     planner = PMPPI(dynamics, running_cost, model.nx, torch.diag(sigma**2), num_samples=K, horizon=T,
                     device="cpu", terminal_state_cost=terminal_cost, lambda_=1.0, u_min=-lim, u_max=lim,
                     step_dependent_dynamics=linearized)
     x = x0.copy()
     times, Xs, Us = [], [x.copy()], []
-    for _ in range(steps):
+    cost_err = float("nan")
+    for k in range(steps):
         t = time.perf_counter()
         if linearized:  # same preparation as ours: linearise along the shifted nominal
             planner.shift_nominal_trajectory()
@@ -267,11 +272,17 @@ def run_pytorch_mppi(model, cost, x0, K: int, steps: int, rollout_model=None, se
         else:
             u = planner.command(torch.tensor(x, dtype=dtype)).double().numpy()
         times.append(time.perf_counter() - t)
+        if k == 0:  # untimed: its cost of 16 of the samples just scored vs our float64 numpy cost
+            S, A = planner.states[0, :16].double().numpy(), planner.actions[0, :16].double().numpy()
+            mine = terminal_cost(planner.states[:, :16], planner.actions[:, :16]).double().numpy()[0]
+            ref = np.array([total_cost(cost, np.vstack([x, S[i]]), A[i]) for i in range(len(S))])
+            cost_err = float(np.max(np.abs(mine - ref) / ref))
         x = model.step(x, u)
         Xs.append(x.copy())
         Us.append(u)
-    return {"plan_ms": 1e3 * float(np.median(times[1:])), "closed_loop_cost": closed_loop_cost(model, cost, Xs, Us),
-            "final_ee_error_m": float(np.linalg.norm(model.kinematics.ee_position(x[:7]) - cost.ee_target))}
+    return {"plan_ms": 1e3 * float(np.median(times[1:])), "closed_loop_cost": total_cost(cost, Xs, Us),
+            "final_ee_error_m": float(np.linalg.norm(model.kinematics.ee_position(x[:7]) - cost.ee_target)),
+            "check_cost_rel_err": cost_err}
 
 
 def main(argv=None) -> int:

@@ -56,11 +56,11 @@ def main(argv=None) -> int:
         "machine": {"cpus": os.cpu_count(), "load_average_1min_before": load_before[0], "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__},
         "read": {"messages": report["reading"]["messages"], "time_s": report["reading"]["time_s"],
-                 "messages_per_s": report["reading"]["messages_per_s"]},
+                 "messages_per_s": report["reading"]["messages_per_s"], "align_time_s": report["reading"]["align_time_s"]},
         "episodes": {"fit": len(report["split"]["fit"]), "holdout": len(report["split"]["holdout"])},
         "fit": {
             "tvlg_gmm_prior_s": models["tvlg_gmm_prior"]["fit_time_s"],
-            "tvlg_no_prior_s": models["tvlg_no_prior"].get("fit_time_s"),
+            "tvlg_no_prior_s": models["tvlg_no_prior"]["fit_time_s"],
             "ensemble_s": models["ensemble"]["train_time_s"],
             "ensemble_epochs": models["ensemble"]["epochs"],
             "total_s": report["fit_time_s"],
@@ -82,10 +82,10 @@ def print_table(r: dict) -> None:
     print(f"\nmbrl-ros fit on {bag['trials']} episodes x {bag['steps']} steps (dt {bag['dt_s']} s): {bag['messages']} messages, "
           f"{bag['bytes'] / 1e6:.0f} MB MCAP; {r['machine']['cpus']} CPUs, load {r['machine']['load_average_1min_before']:.1f} before")
     print(f"{'stage':<34}{'time_s':>9}  rate")
-    print(f"{'read + align bags':<34}{r['read']['time_s']:>9.2f}  {r['read']['messages_per_s']:,.0f} messages/s")
+    print(f"{'read bags':<34}{r['read']['time_s']:>9.2f}  {r['read']['messages_per_s']:,.0f} messages/s")
+    print(f"{'align into episodes':<34}{r['read']['align_time_s']:>9.2f}")
     print(f"{'TVLG + GMM prior':<34}{fit['tvlg_gmm_prior_s']:>9.2f}  {r['episodes']['fit']} episodes")
-    if fit["tvlg_no_prior_s"] is not None:
-        print(f"{'TVLG, no prior':<34}{fit['tvlg_no_prior_s']:>9.2f}")
+    print(f"{'TVLG, no prior':<34}{fit['tvlg_no_prior_s']:>9.2f}")
     print(f"{'ensemble (' + str(fit['ensemble_epochs']) + ' epochs)':<34}{fit['ensemble_s']:>9.2f}  "
           f"{fit['ensemble_epochs'] / fit['ensemble_s']:.1f} epochs/s")
     print(f"{'fit, all models (and checkpoints)':<34}{fit['total_s']:>9.2f}")

@@ -242,10 +242,12 @@ def run(settings: FitSettings) -> dict:
     bar.finish()
     for damaged in streams.damaged:
         _say(f"warning: fitting on the readable part of a damaged bag: {damaged.describe()}")
+    align_started = time.perf_counter()
     episodes, segmentation = segment(streams, settings)
+    align_s = time.perf_counter() - align_started
     _say(f"read {streams.messages_read} messages in {read_s:.1f} s ({streams.messages_read / read_s:,.0f}/s); "
-         f"{segmentation['episodes']} episodes of T = {segmentation['steps']} steps of {segmentation['dt_s']} s "
-         f"({segmentation['method']})")
+         f"aligned {segmentation['episodes']} episodes of T = {segmentation['steps']} steps of {segmentation['dt_s']} s "
+         f"({segmentation['method']}) in {align_s:.2f} s")
     fit_idx, holdout_idx = split(episodes, settings.holdout_fraction, settings.seed)
     _say(f"split (seed {settings.seed}, within each controller iteration): {len(fit_idx)} episodes to fit on, "
          f"{len(holdout_idx)} held out")
@@ -269,6 +271,7 @@ def run(settings: FitSettings) -> dict:
         "joint_names": joint_names,
         "reading": {
             "messages": streams.messages_read, "time_s": read_s, "messages_per_s": streams.messages_read / read_s,
+            "align_time_s": align_s,
             "damaged_bags": [d.describe() for d in streams.damaged],
         },
         "segmentation": segmentation,

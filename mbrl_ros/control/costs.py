@@ -273,32 +273,6 @@ class ReachCost:
         return total
 
 
-    def stage_cost_torch(self, x: torch.Tensor, u: torch.Tensor | None = None, terminal: bool = False) -> torch.Tensor:
-        """One step's cost ``(B,)`` of states ``x`` ``(B, nx)`` (and actions ``u`` ``(B, nu)``).
-
-        Running weights by default, terminal weights with ``terminal=True`` (then ``u`` is ignored).
-        For per-step APIs such as pytorch-mppi's ``running_cost``; summing it over a trajectory
-        equals :meth:`evaluate_torch`.
-        """
-        s = self.settings
-        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=x.dtype, device=x.device)  # noqa: E731
-        q, qd = x[..., : self.nq], x[..., self.nq :]
-        w_qd = s.velocity_weight_terminal if terminal else s.velocity_weight
-        per = 0.5 * w_qd * (qd * qd).sum(-1)
-        viol = torch.clamp(q - as_t(self.upper), min=0.0) + torch.clamp(q - as_t(self.lower), max=0.0)
-        per = per + 0.5 * s.limit_weight * (viol * viol).sum(-1)
-        if self.joint_target is not None:
-            dq = q - as_t(self.joint_target)
-            per = per + 0.5 * (s.joint_weight_terminal if terminal else s.joint_weight) * (dq * dq).sum(-1)
-        w_ee = s.ee_weight_terminal if terminal else s.ee_weight
-        if self.ee_target is not None and w_ee > 0:
-            e = self.kin.ee_position_torch(q) - as_t(self.ee_target)
-            per = per + 0.5 * w_ee * (e * e).sum(-1)
-        if u is not None and not terminal:
-            per = per + 0.5 * (u * u * as_t(self.r)).sum(-1)
-        return per
-
-
 class QuadraticCost:
     """``l_t = 0.5 (x_t - x*)^T Q (x_t - x*) + 0.5 u_t^T R u_t``, ``l_T = 0.5 (x_T - x*)^T QT (x_T - x*)``.
 

@@ -39,7 +39,9 @@ class ILQRSettings:
     Attributes:
         horizon_steps: ``T`` (model steps of ``dt_s``).
         max_iterations: iteration cap per ``optimize``.
-        tolerance_rel_cost: stop when an accepted step reduces the cost by less than this fraction.
+        tolerance_rel_cost: stop (converged) when an accepted step reduces the cost by less than this
+            fraction, or when the line search fails at ``μ <= reg_min`` and the predicted reduction is
+            below this fraction (nothing left to gain that the model can see).
         tolerance_grad: stop when ``max_t max_i |k_ti| / (|û_ti| + 1)`` falls below this.
         reg_init, reg_min, reg_max: initial/min/max Levenberg–Marquardt ``μ`` on ``Quu``.
         reg_factor: multiplicative ``μ`` adaptation factor (> 1).
@@ -393,13 +395,17 @@ class ILQR:
                     converged, status = True, "relative cost tolerance"
                     break
             else:
-                if -(dV1 + dV2) < s.tolerance_rel_cost * max(abs(J), 1e-12):
+                # Only an unregularised prediction says the optimum is reached: every rejection raises
+                # mu, which shrinks the predicted reduction (~|Qu|^2 / mu) without the solve getting
+                # any closer, so testing it at large mu would call a stall converged.
+                if mu <= s.reg_min and -(dV1 + dV2) < s.tolerance_rel_cost * max(abs(J), 1e-12):
                     converged, status = True, "predicted reduction below tolerance"
                     break
                 dmu = max(dmu * s.reg_factor, s.reg_factor)
                 mu = max(s.reg_min, mu * dmu)
                 if mu > s.reg_max:
-                    converged = grad_norm < 10 * s.tolerance_grad
+                    # Not converged: at this mu the step (and so grad_norm) is ~Qu / mu, small whatever
+                    # the true gradient.
                     status = "no improvement (reg_max)"
                     break
         if not have_gains:

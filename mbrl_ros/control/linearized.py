@@ -30,7 +30,8 @@ class LinearizedRolloutModel:
     Args:
         base: a dynamics-protocol model with ``step`` and ``linearize``.
         horizon_steps: ``T``, the number of linearisation points.
-        dtype: torch dtype of ``step_torch`` outputs' constants (inputs are cast to it).
+        dtype: torch dtype of the rollout when ``prepare_plan`` is not given one; ``step_torch``
+            inputs must have the prepared dtype.
     """
 
     def __init__(self, base, horizon_steps: int, dtype: torch.dtype = torch.float32) -> None:
@@ -42,16 +43,15 @@ class LinearizedRolloutModel:
         self.dtype = dtype
         T, nx, nu = self.horizon_steps, self.nx, self.nu
         self.X_nominal = np.zeros((T + 1, nx))
-        self.U_nominal = np.zeros((T, nu))
         # Per step: G_t = [A_t B_t]^T (nx+nu, nx) and offset c_t = x̂_{t+1} - A_t x̂_t - B_t û_t.
         self._G = torch.zeros(T, nx + nu, nx, dtype=dtype)
         self._c = torch.zeros(T, nx, dtype=dtype)
-        self._xu: torch.Tensor | None = None
         self._t = 0
         self.prepared = False
 
-    def prepare_plan(self, x0: np.ndarray, U_nominal: np.ndarray) -> None:
-        """Roll the exact model out along ``U_nominal`` ``(T, nu)`` from ``x0`` and linearise it."""
+    def prepare_plan(self, x0: np.ndarray, U_nominal: np.ndarray, dtype: torch.dtype | None = None) -> None:
+        """Roll the exact model out along ``U_nominal`` ``(T, nu)`` from ``x0`` and linearise it; the
+        rollout constants are stored in ``dtype`` (the planner's; default the constructor's)."""
         U = np.asarray(U_nominal, dtype=float)
         if U.shape != (self.horizon_steps, self.nu):
             raise ValueError(f"U_nominal must be {(self.horizon_steps, self.nu)}, got {U.shape}")
@@ -67,11 +67,12 @@ class LinearizedRolloutModel:
             for t in range(self.horizon_steps):
                 X[t + 1] = self.base.step(X[t], U[t])
             A, B = self.base.linearize(X[:-1], U)
-        self.U_nominal[:] = U
         G = np.concatenate([A, B], axis=2).transpose(0, 2, 1)
         c = X[1:] - np.einsum("tij,tj->ti", A, X[:-1]) - np.einsum("tij,tj->ti", B, U)
-        self._G.copy_(torch.from_numpy(G))
-        self._c.copy_(torch.from_numpy(c))
+        # Cast once here: step_torch_at runs K x T times per plan.
+        dtype = self.dtype if dtype is None else dtype
+        self._G = torch.from_numpy(G).to(dtype)
+        self._c = torch.from_numpy(c).to(dtype)
         self.prepared = True
         self._t = 0
 
@@ -84,11 +85,8 @@ class LinearizedRolloutModel:
         if not self.prepared:
             raise RuntimeError("call prepare_plan(x0, U_nominal) before rolling out")
         i = min(int(t), self.horizon_steps - 1)
-        G, c = self._G[i], self._c[i]
-        if x.dtype != G.dtype:
-            G, c = G.to(x.dtype), c.to(x.dtype)
         xu = torch.cat([x, u], dim=-1)
-        return torch.addmm(c, xu, G)
+        return torch.addmm(self._c[i], xu, self._G[i])
 
     def step_torch(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Protocol step: uses the rollout clock (reset by ``begin_rollout``) and advances it."""

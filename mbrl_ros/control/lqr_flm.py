@@ -316,7 +316,9 @@ def lqr_flm_update(
     if best is None:
         raise NotPositiveDefiniteError(-1, "LQR-FLM found no η with a positive definite Quu")
     if not converged and feasible is not None:
-        best = feasible  # out of iterations: never return a step larger than the bound
+        # Out of iterations: prefer a step within the bound; with none found, ``best`` (the last
+        # candidate) is returned even though its KL exceeds the bound.
+        best = feasible
     new, eta, kl, dist = best
     policy = LinearGaussianPolicy(new.K, np.zeros_like(new.k), dist.mu_x[:-1], dist.mu_u, new.covar)
     return LQRFLMResult(

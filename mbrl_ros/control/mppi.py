@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .policy import LinearFeedbackPolicy
-from .sampling import SamplingPlanner, SamplingResult, _check_common  # noqa: F401  (re-exported result)
+from .sampling import SamplingPlanner, _check_common
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,6 @@ class MPPISettings:
         noise_smoothing: AR(1) coefficient of the noise over time (0 = white, < 1).
         iterations: MPPI updates per ``optimize``.
         warm_start: shift the previous mean; seed: generator seed; dtype: ``float32``/``float64``.
-        torch_threads: torch intra-op threads while planning (``None``: leave the global setting;
-            1 is robust on a shared CPU, see :class:`mbrl_ros.control.sampling._TorchThreads`).
     """
 
     num_samples: int = 512
@@ -49,7 +47,6 @@ class MPPISettings:
     warm_start: bool = True
     seed: int = 0
     dtype: str = "float32"
-    torch_threads: int | None = 1
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -69,7 +66,7 @@ class MPPI(SamplingPlanner):
         super().__init__(model, cost, settings or MPPISettings(), u_lower, u_upper, device)
         self._weights = torch.empty(self.settings.num_samples, dtype=self.dtype, device=self.device)
 
-    def _optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
+    def optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
         s = self.settings
         start = time.perf_counter()
         timing = {"rollout": 0.0, "cost": 0.0}

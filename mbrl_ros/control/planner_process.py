@@ -14,6 +14,7 @@ and warm-starts it across plans.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from dataclasses import asdict
 
@@ -28,7 +29,6 @@ class PlanningError(RuntimeError):
 
 
 def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> None:
-    import mbrl_ros  # noqa: F401  (thread settings before numpy/torch load in the child)
     from mbrl_ros.control.costs import ReachCost
     from mbrl_ros.control.ilqr import ILQR
     from mbrl_ros.control.mppi import MPPI
@@ -71,27 +71,51 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
                 key = new_key
             planner.cost.set_ee_target(goal)
             policy = planner.optimize(x, t0_s)
-            connection.send(("policy", policy.X, policy.U, policy.K, policy.k, policy.t0_s, policy.dt_s,
-                             float(planner.last_result.cost)))
+            connection.send(("policy", policy.X, policy.U, policy.K, policy.k, policy.t0_s, policy.dt_s))
         except Exception as err:  # reported to the parent, which counts it and keeps the last policy
             connection.send(("error", f"{type(err).__name__}: {err}"))
 
 
 class PlannerProcess:
-    """The parent's handle on the planning child. Not thread-safe: one planner thread uses it."""
+    """The parent's handle on the planning child. Not thread-safe: one planner thread uses it.
+
+    A child that dies fails the call in progress with :class:`PlanningError`; the next call starts
+    a new child (with the learned model the old one had)."""
 
     def __init__(self, robot: str, dt_s: float, q_ref: np.ndarray) -> None:
+        self._args = (robot, dt_s, tuple(float(v) for v in q_ref))
+        self._learned: bytes | None = None
+        self._start()
+
+    def _start(self) -> None:
+        # A restart comes from a SCHED_FIFO thread of the controller, whose policy a child inherits:
+        # planning must stay at ordinary priority (see mbrl_ros.realtime).
+        policy = os.sched_getscheduler(0)
+        if policy in (os.SCHED_FIFO, os.SCHED_RR):
+            os.sched_setscheduler(0, policy | os.SCHED_RESET_ON_FORK, os.sched_getparam(0))
         context = multiprocessing.get_context("spawn")  # never fork a process that runs rclpy threads
         self._connection, child = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(child, robot, dt_s, tuple(float(v) for v in q_ref)), name="mbrl_planner", daemon=True
-        )
+        self._process = context.Process(target=_serve, args=(child, *self._args), name="mbrl_planner", daemon=True)
         self._process.start()
-        self.last_cost = float("nan")
+        # Only the child may hold its end: then its death is an EOFError here, not a recv blocking forever.
+        child.close()
 
     def _call(self, request):
-        self._connection.send(request)
-        reply = self._connection.recv()
+        if not self._process.is_alive():
+            self._connection.close()
+            self._start()
+            if self._learned is not None:
+                self._exchange(("model", self._learned))
+        return self._exchange(request)
+
+    def _exchange(self, request):
+        try:
+            self._connection.send(request)
+            reply = self._connection.recv()
+        except (EOFError, OSError) as err:
+            self._process.kill()  # whatever state it is in, the next call starts afresh
+            self._process.join()
+            raise PlanningError(f"the planner process died ({type(err).__name__}); it restarts on the next call") from err
         if reply[0] == "error":
             raise PlanningError(reply[1])
         return reply
@@ -99,10 +123,10 @@ class PlannerProcess:
     def set_learned_model(self, ensemble_bytes: bytes) -> None:
         """Plan on this ensemble (a serialized ``ensemble`` model) when ``model_source`` is learned."""
         self._call(("model", ensemble_bytes))
+        self._learned = ensemble_bytes
 
     def plan(self, settings: ControllerSettings, x: np.ndarray, t0_s: float, goal: np.ndarray) -> LinearFeedbackPolicy:
-        _, X, U, K, k, t0, dt, cost = self._call(("plan", asdict(settings), x, t0_s, goal))
-        self.last_cost = cost
+        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t0_s, goal))
         return LinearFeedbackPolicy(X, U, K, k, t0_s=t0, dt_s=dt)
 
     def close(self) -> None:

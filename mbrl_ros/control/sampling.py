@@ -11,9 +11,9 @@ once per planner. Noise can be time-correlated: ``noise_smoothing = a`` draws
 The planners return a :class:`~mbrl_ros.control.policy.LinearFeedbackPolicy` with ``K = 0`` (open
 loop around the rolled-out mean) and keep a :class:`SamplingResult` in ``planner.last_result``.
 Warm start: the previous mean is shifted by the elapsed number of steps (last action repeated).
-A model with a ``prepare_plan(x0, U_nominal)`` method (e.g.
-:class:`~mbrl_ros.control.linearized.LinearizedRolloutModel`) is given the shifted mean before the
-samples are drawn.
+A model with a ``prepare_plan(x0, U_nominal, dtype)`` method (e.g.
+:class:`~mbrl_ros.control.linearized.LinearizedRolloutModel`) is given the shifted mean and the
+planner's torch dtype before the samples are drawn.
 """
 
 from __future__ import annotations
@@ -31,30 +31,6 @@ from .policy import LinearFeedbackPolicy
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class _TorchThreads:
-    """Run a block with ``n`` torch intra-op threads (``None``: unchanged), restoring them after.
-
-    Sampling planners work on small tensors: on a shared 2-core machine an intra-op parallel region
-    (torch's own or MKL's) stalls whenever another process or runtime holds the other core; we
-    measured a tiny ``addmm`` going from 10 µs to 4 ms that way. One thread is the robust default.
-    """
-
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-        self.saved = None
-
-    def __enter__(self):
-        if self.n is not None:
-            self.saved = torch.get_num_threads()
-            if self.saved != self.n:
-                torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.saved is not None and self.saved != self.n:
-            torch.set_num_threads(self.saved)
-
-
 def _positive_int(name: str, value) -> None:
     if int(value) != value or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value}")
@@ -67,8 +43,6 @@ def _check_sigma(value) -> None:
 
 
 def _check_common(s) -> None:
-    if s.torch_threads is not None:
-        _positive_int("torch_threads", s.torch_threads)
     _positive_int("num_samples", s.num_samples)
     _positive_int("horizon_steps", s.horizon_steps)
     _positive_int("iterations", s.iterations)
@@ -154,10 +128,6 @@ class SamplingPlanner:
     # ---- shared pieces ---------------------------------------------------------------------------
     def optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
         """Plan from ``x0`` at time ``t0_s`` and return the policy; details in ``self.last_result``."""
-        with _TorchThreads(self.settings.torch_threads):
-            return self._optimize(x0, t0_s)
-
-    def _optimize(self, x0, t0_s: float | None) -> LinearFeedbackPolicy:
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -238,7 +208,7 @@ class SamplingPlanner:
         self._shift(t0_s)
         prepare = getattr(self.model, "prepare_plan", None)
         if prepare is not None:
-            prepare(np.asarray(x0, dtype=float), self.mean.detach().cpu().double().numpy())
+            prepare(np.asarray(x0, dtype=float), self.mean.detach().cpu().double().numpy(), dtype=self.dtype)
         return x0t
 
     def _x0(self, x0) -> torch.Tensor:
@@ -265,7 +235,6 @@ class CEMSettings:
         noise_smoothing: AR(1) coefficient of the sampling noise (0 = white).
         return_best: return the best sampled sequence instead of the final mean.
         warm_start: shift the previous mean; seed: generator seed; dtype: ``float32``/``float64``.
-        torch_threads: torch intra-op threads while planning (``None``: leave the global setting).
     """
 
     num_samples: int = 350
@@ -281,7 +250,6 @@ class CEMSettings:
     warm_start: bool = True
     seed: int = 0
     dtype: str = "float32"
-    torch_threads: int | None = 1
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -308,7 +276,7 @@ class CEM(SamplingPlanner):
         self._kept: torch.Tensor | None = None
         self._n_keep = int(round(s.keep_elite_fraction * s.num_elites))
 
-    def _optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
+    def optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
         s = self.settings
         start = time.perf_counter()
         timing = {"rollout": 0.0, "cost": 0.0}
@@ -367,7 +335,6 @@ class RandomShootingSettings:
     seed: int = 0
     dtype: str = "float32"
     iterations: int = 1
-    torch_threads: int | None = 1
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -382,7 +349,7 @@ class RandomShooting(SamplingPlanner):
                  device="cpu") -> None:
         super().__init__(model, cost, settings or RandomShootingSettings(), u_lower, u_upper, device)
 
-    def _optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
+    def optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
         start = time.perf_counter()
         timing = {"rollout": 0.0, "cost": 0.0}
         x0t = self._begin_plan(x0, t0_s)

@@ -19,21 +19,16 @@ from mbrl_ros.control.lg_policy import LinearGaussianPolicy
 class TrialExecution:
     """One trial of ``policy`` starting at ``start_s`` (seconds on the caller's clock)."""
 
-    def __init__(self, policy: LinearGaussianPolicy, start_s: float, dt_s: float, rng: np.random.Generator,
-                 explore: bool = True) -> None:
+    def __init__(self, policy: LinearGaussianPolicy, start_s: float, dt_s: float, rng: np.random.Generator) -> None:
         if not dt_s > 0.0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.policy = policy
         self.start_s = float(start_s)
         self.dt_s = float(dt_s)
         self.steps = policy.horizon_steps
-        self._noise = rng.standard_normal((self.steps, policy.nu)) if explore else None
+        self._noise = rng.standard_normal((self.steps, policy.nu))
         self._held = np.zeros(policy.nu)
         self._held_step = -1
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.steps * self.dt_s
 
     def step_index(self, t_s: float) -> int:
         # The small epsilon keeps a tick that lands exactly on a step boundary in the new step.
@@ -50,7 +45,6 @@ class TrialExecution:
             return np.zeros(self.policy.nu)
         s = min(s, self.steps - 1)
         if s != self._held_step:
-            noise = None if self._noise is None else self._noise[s]
-            self._held = self.policy.action(x, s, noise)
+            self._held = self.policy.action(x, s, self._noise[s])
             self._held_step = s
         return self._held

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .alignment import CommandStream, StateStream, TrialMarker, align_trial, joint_index
-from .bags import BagError, BagSet, DamagedBag, open_bags, read_messages
+from .bags import BagError, DamagedBag, open_bags, read_messages
 from .episodes import Episodes
 
 
@@ -60,9 +60,9 @@ def read_streams(
     """
     bags = open_bags(paths)
     bags.check_usable(allow_partial, "mbrl-ros fit --allow-partial")
-    wanted = [_require(bags, topics.joint_states, "sensor_msgs/msg/JointState")]
+    wanted = [bags.require(topics.joint_states, "sensor_msgs/msg/JointState").topic]
     if use_commands:
-        wanted.append(_require(bags, topics.commands, "std_msgs/msg/Float64MultiArray"))
+        wanted.append(bags.require(topics.commands, "std_msgs/msg/Float64MultiArray").topic)
     if topics.trials in bags.topics:
         wanted.append(topics.trials)
     total = sum(bags.message_counts.get(t, 0) for t in wanted)
@@ -115,15 +115,6 @@ def read_streams(
     return BagStreams(names, states, np.asarray(effort)[order], commands, markers, count, bags.damaged)
 
 
-def _require(bags: BagSet, topic: str, msgtype: str) -> str:
-    """``topic``, or a :class:`BagError` listing what the bags have (and where ``msgtype`` is)."""
-    if topic not in bags.topics:
-        elsewhere = [t for t, s in bags.topics.items() if s.msgtype == msgtype]
-        hint = f"; {msgtype} is on {', '.join(sorted(elsewhere))}" if elsewhere else ""
-        raise BagError(f"the bag has no {topic} topic ({msgtype}){hint}. It has: {bags.listing()}")
-    return topic
-
-
 def episodes_from_streams(
     streams: BagStreams,
     dt_s: float,
@@ -143,7 +134,16 @@ def episodes_from_streams(
         commands = CommandStream(streams.states.t_s, streams.efforts)
         command_timeout_s = np.inf
     # A trial's end marker may be in the bags twice (overlapping bags): one episode per trial.
-    ends = list({(m.trial, m.start_s): m for m in streams.markers if m.event == "end"}.values())
+    ends = sorted({(m.trial, m.start_s): m for m in streams.markers if m.event == "end"}.values(), key=lambda m: m.start_s)
+    for before, after in zip(ends, ends[1:]):
+        if after.start_s < before.end_s:
+            # One controller never runs two trials at once: these are runs recorded on the same
+            # clock (each sim starts at 0), and their streams would be interleaved.
+            raise BagError(
+                f"trials {before.trial} ({before.start_s:.3f}..{before.end_s:.3f} s) and {after.trial} "
+                f"({after.start_s:.3f}..{after.end_s:.3f} s) overlap in time: the bags hold more than one run "
+                "on the same clock; fit one run at a time"
+            )
     if not ends:
         ends = [
             TrialMarker("end", i, -1, float(start), dt_s, steps, (), streams.joint_names, "window")

@@ -165,6 +165,17 @@ class BagSet:
             f"{t} ({s.msgtype}, {counts[t]} message{'s' * (counts[t] != 1)})" for t, s in sorted(self.topics.items())
         ) or "no topics"
 
+    def require(self, topic: str, msgtype: str | None = None) -> TopicSpec:
+        """The topic, or a :class:`BagError` listing what the bags have (and, given the type the
+        caller needs, which topics carry it)."""
+        spec = self.topics.get(topic)
+        if spec is None:
+            elsewhere = sorted(t for t, s in self.topics.items() if s.msgtype == msgtype)
+            wanted = f" ({msgtype})" if msgtype else ""
+            hint = f"; {msgtype} is on {', '.join(elsewhere)}" if elsewhere else ""
+            raise BagError(f"the bag has no {topic} topic{wanted}{hint}. It has: {self.listing()}")
+        return spec
+
     def check_usable(self, allow_partial: bool, how_to_allow: str) -> None:
         """Raise :class:`BagError` for damaged bags (unless ``allow_partial``; the message ends with
         ``how_to_allow``) and for bags without a single message."""
@@ -199,14 +210,23 @@ def expand_bag_paths(paths: Sequence[str | Path]) -> list[Path]:
     bags: list[Path] = []
     for path in map(Path, paths):
         if path.is_file() or (path / "metadata.yaml").exists() or _storage_files(path):
-            bags.append(path)
+            bags.extend(_bag_or_its_mcap_files(path))
             continue
         inside = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and
                         ((p / "metadata.yaml").exists() or _storage_files(p)))
         if not inside:
             raise BagError(f"{path} is neither a rosbag2 bag nor a folder of bags (no metadata.yaml, .mcap or .db3 in it)")
-        bags.extend(inside)
+        for bag in inside:
+            bags.extend(_bag_or_its_mcap_files(bag))
     return bags
+
+
+def _bag_or_its_mcap_files(path: Path) -> list[Path]:
+    """A bag folder that lost its ``metadata.yaml`` (a ``ros2 bag record`` that crashed) cannot be
+    opened as a folder, but each of its MCAP files can, as a file of its own."""
+    if path.is_dir() and not (path / "metadata.yaml").exists() and _mcap_files(path):
+        return _mcap_files(path)
+    return [path]
 
 
 def _storage_files(path: Path) -> list[Path]:
@@ -226,8 +246,8 @@ def _reader(paths: Sequence[Path]) -> AnyReader:
 def open_bags(paths: Sequence[str | Path]) -> BagSet:
     """Open every bag of ``paths`` (see :func:`expand_bag_paths`) and take stock of it.
 
-    A bag ``rosbags`` cannot open is read by :mod:`.mcap_salvage` when it is MCAP (a truncated
-    file, or one without ``metadata.yaml``) and listed in ``damaged``; anything else raises
+    A bag ``rosbags`` cannot open is read by :mod:`.mcap_salvage` when it is MCAP (a truncated or
+    corrupted file) and listed in ``damaged``; anything else raises
     :class:`BagError`.
     """
     offers: dict[str, list[Qos]] = {}
@@ -280,9 +300,8 @@ def read_raw(bags: BagSet, topics: Sequence[str], include_damaged: bool = False)
     Raises :class:`BagError` when a topic is missing (listing what the bags have) or a complete
     bag turns out unreadable midway; the messages yielded before the error are valid.
     """
-    absent = [t for t in topics if t not in bags.topics]
-    if absent:
-        raise BagError(f"bag lacks topics {absent}; it has: {bags.listing()}")
+    for topic in topics:
+        bags.require(topic)
     damaged = {d.path for d in bags.damaged}
     complete = [p for p in bags.paths if p not in damaged]
     sources = [_read_complete(complete, bags, topics)] if complete else []

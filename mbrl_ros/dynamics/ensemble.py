@@ -53,14 +53,8 @@ class EnsembleSettings:
         logvar_bound_weight: weight of the penalty ``0.01 (max_logvar - min_logvar)``-style term.
         propagation: ``ts_inf``, ``ts1`` or ``mean`` (trajectory-sampling mode of ``step_torch``).
         sample_aleatoric: draw from the member's Gaussian in ``step_torch`` (else its mean).
-        cosine_lr_decay: anneal the learning rate to 1 % of its value over ``max_epochs`` of each
-            ``train`` call (cosine); markedly lowers the final error for the same epochs.
         linear_skip: add a per-member linear map of the normalised input to the mean output.
         max_transitions: training data kept (the most recent transitions).
-        linear_skip_init: initialise that map at the first ``train`` call to the least-squares
-            linear model of the data (the MLP's mean head then starts near zero).
-        loss: ``nll`` (Gaussian negative log-likelihood, PETS) or ``mse`` (mean only; the
-            variance head is then fitted by NLL on detached means).
         seed: seeds initialisation, bootstrap and splits.
     """
 
@@ -81,9 +75,6 @@ class EnsembleSettings:
     propagation: str = "ts_inf"
     sample_aleatoric: bool = True
     linear_skip: bool = True
-    linear_skip_init: bool = False
-    loss: str = "nll"
-    cosine_lr_decay: bool = False
     max_transitions: int = 200_000
     seed: int = 0
 
@@ -100,8 +91,6 @@ class EnsembleSettings:
             raise ValueError(f"holdout_fraction must be in (0, 0.5), got {self.holdout_fraction}")
         if not self.init_min_logvar < self.init_max_logvar:
             raise ValueError("init_min_logvar must be < init_max_logvar")
-        if self.loss not in ("nll", "mse"):
-            raise ValueError(f"loss must be 'nll' or 'mse', got {self.loss!r}")
         if self.propagation not in PROPAGATION_MODES:
             raise ValueError(f"propagation must be one of {PROPAGATION_MODES}, got {self.propagation!r}")
 
@@ -195,7 +184,6 @@ class EnsembleDynamics:
         self._data_u = np.zeros((0, nu))
         self._data_y = np.zeros((0, nx))
         self._holdout_mask = np.zeros(0, dtype=bool)
-        self._skip_initialised = False
         self._member_index: torch.Tensor | None = None
         self._generator: torch.Generator | None = None
         self.train_summary: dict = {"n_transitions": 0, "train_calls": 0}
@@ -266,15 +254,9 @@ class EnsembleDynamics:
         if hold_idx.size == 0:
             hold_idx = train_idx
         E = s.n_members
-        if self.net.skip is not None and s.linear_skip_init and not self._skip_initialised:
-            self._init_linear_skip(zt[train_idx], yt[train_idx])
         gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
         opt = torch.optim.Adam(self.net.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
         n_epochs = max_epochs or s.max_epochs_per_train
-        sched = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_epochs, eta_min=0.01 * s.learning_rate)
-            if s.cosine_lr_decay else None
-        )
         best = self._holdout_mse(zt[hold_idx], yt[hold_idx])
         best_state = copy.deepcopy(self.net.state_dict())
         since_improved = 0
@@ -290,17 +272,11 @@ class EnsembleDynamics:
                 bi = idx[:, b : b + s.batch_size]
                 mean, logvar = self.net(zt[bi])
                 inv_var = torch.exp(-logvar)
-                if s.loss == "nll":
-                    nll = ((mean - yt[bi]) ** 2 * inv_var + logvar).mean(dim=(1, 2)).sum()
-                else:
-                    sq = (mean - yt[bi]) ** 2
-                    nll = sq.mean(dim=(1, 2)).sum() + (sq.detach() * inv_var + logvar).mean(dim=(1, 2)).sum()
+                nll = ((mean - yt[bi]) ** 2 * inv_var + logvar).mean(dim=(1, 2)).sum()
                 bound = s.logvar_bound_weight * (self.net.max_logvar.sum() - self.net.min_logvar.sum())
                 opt.zero_grad()
                 (nll + bound).backward()
                 opt.step()
-            if sched is not None:
-                sched.step()
             mse = self._holdout_mse(zt[hold_idx], yt[hold_idx])
             if progress is not None:
                 progress(epochs, n_epochs)
@@ -328,19 +304,6 @@ class EnsembleDynamics:
             "elites": self.elites,
         }
         return TrainStats(epochs, [float(v) for v in best], list(self.elites), int(n_train), int(hold_idx.size), time.perf_counter() - start)
-
-    @torch.no_grad()
-    def _init_linear_skip(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        """Least-squares linear model in normalised coordinates as every member's skip layer."""
-        z1 = torch.cat([z, torch.ones(z.shape[0], 1)], dim=1).double()
-        reg = 1e-6 * torch.eye(z1.shape[1], dtype=torch.float64)
-        W = torch.linalg.solve(z1.T @ z1 + reg, z1.T @ y.double()).float()
-        self.net.skip.weight.copy_(W[:-1].expand_as(self.net.skip.weight))
-        self.net.skip.bias.copy_(W[-1].expand_as(self.net.skip.bias))
-        n_out = self.net.n_out
-        self.net.head.weight[:, :, :n_out] *= 0.01
-        self.net.head.bias[:, :, :n_out] *= 0.01
-        self._skip_initialised = True
 
     @torch.no_grad()
     def _holdout_mse(self, z: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -475,7 +438,6 @@ class EnsembleDynamics:
                 raise ValueError(f"ensemble array {name!r} has shape {tuple(arrays[name].shape)}, expected {shape}")
         state = {k[4:]: torch.from_numpy(np.array(arrays[k], dtype=np.float32)) for k in expected if k.startswith("net.")}
         self.net.load_state_dict(state)
-        self._skip_initialised = True
         self.in_mean = torch.from_numpy(np.array(arrays["in_mean"]))
         self.in_std = torch.from_numpy(np.array(arrays["in_std"]))
         self.out_mean = torch.from_numpy(np.array(arrays["out_mean"]))

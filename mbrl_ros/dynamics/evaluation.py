@@ -96,8 +96,3 @@ class PredictionError:
     @property
     def mean_velocity_rad_s(self) -> float:
         return float(np.sqrt(np.mean(self.velocity_rad_s**2)))
-
-
-def prediction_error(predict: Predictor, episodes: Episodes, k: int) -> PredictionError:
-    """The k-step error of ``predict`` on ``episodes`` (see the module docstring)."""
-    return PredictionError.of(k, k_step_errors(predict, episodes, k))

@@ -113,15 +113,19 @@ class ModelLearner:
         return NoPrior()
 
     def add(self, episodes: Episodes) -> int | None:
-        """Add one or more trials of one iteration; returns the iteration if it is now complete."""
+        """Add one or more trials of one iteration; returns the iteration when this call completes it."""
         if (episodes.nx, episodes.nu) != (self.nx, self.nu):
             raise ValueError(f"episodes have (nx, nu) = ({episodes.nx}, {episodes.nu}), the learner ({self.nx}, {self.nu})")
         iteration = int(episodes.metadata.get("iteration", -1))
         with self._lock:
-            self._pending.setdefault(iteration, []).append(episodes)
+            pending = self._pending.setdefault(iteration, [])
+            before = sum(e.n_trials for e in pending)
+            pending.append(episodes)
             self._new_for_ensemble.append(episodes)
-            count = sum(e.n_trials for e in self._pending[iteration])
-        return iteration if count >= self.settings.trials_per_iteration else None
+        n = self.settings.trials_per_iteration
+        # Only the call that crosses N completes the iteration: extra trials join the pending fit
+        # instead of queueing a second job for trials that fit_local has already taken.
+        return iteration if before < n <= before + episodes.n_trials else None
 
     def fit_local(self, iteration: int) -> LocalFit:
         """Update the prior with the iteration's trials and fit the TVLG model on them."""

@@ -142,15 +142,17 @@ class DynamicsLearner(Node):
             iteration = self._local_jobs.get()
             if iteration is None:
                 return
+            # Any failure (fit or checkpoint) is one lost model; the thread must live on for the
+            # next iterations.
             try:
                 fit = self._learner.fit_local(iteration)
-            except (ValueError, ArithmeticError) as err:
+                info = {"iteration": fit.iteration, "n_trials": fit.n_trials, "fit_time_s": round(fit.fit_time_s, 4)}
+                self._publish("tvlg", serialization.tvlg_to_bytes, fit.dynamics, info)
+            except Exception as err:
                 self._counts["failed_fits"] += 1
-                self.get_logger().error(f"local fit of iteration {iteration} failed: {err}")
+                self.get_logger().error(f"local fit of iteration {iteration} failed: {err!r}")
                 continue
             self._counts["local_fits"] += 1
-            info = {"iteration": fit.iteration, "n_trials": fit.n_trials, "fit_time_s": round(fit.fit_time_s, 4)}
-            self._publish("tvlg", serialization.tvlg_to_bytes, fit.dynamics, info)
 
     def _global_worker(self) -> None:
         # Training the ensemble is background work: it must not slow the arm's processes or the
@@ -161,12 +163,18 @@ class DynamicsLearner(Node):
             self._global_wakeup.clear()
             if not self._running:
                 return
-            stats = self._learner.train_global()
-            if stats is None:
+            # As in _local_worker: a failure is counted and the next completed iteration wakes us again.
+            try:
+                stats = self._learner.train_global()
+                if stats is None:
+                    continue
+                self._last_train = {"epochs": stats.epochs, "n_train": stats.n_train, "train_time_s": round(stats.time_s, 3)}
+                self._publish("ensemble", serialization.ensemble_to_bytes, self._learner.ensemble, self._last_train)
+            except Exception as err:
+                self._counts["failed_fits"] += 1
+                self.get_logger().error(f"ensemble training failed: {err!r}")
                 continue
             self._counts["ensemble_trainings"] += 1
-            self._last_train = {"epochs": stats.epochs, "n_train": stats.n_train, "train_time_s": round(stats.time_s, 3)}
-            self._publish("ensemble", serialization.ensemble_to_bytes, self._learner.ensemble, self._last_train)
 
     def _publish_diagnostics(self) -> None:
         level = DiagnosticStatus.WARN if self._counts["rejected_episodes"] or self._counts["failed_fits"] else DiagnosticStatus.OK

@@ -22,6 +22,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import fields
 
 import numpy as np
@@ -91,10 +92,11 @@ class MPCController(Node):
         self._goal = np.asarray(s.goal_xyz_m, dtype=float)
         self._counts = {k: 0 for k in (
             "rejected_joint_states", "rejected_goals", "rejected_models", "rejected_episodes", "stale_state_stops",
-            "deadline_misses", "clipped_ticks", "trials", "plans", "plan_failures", "stale_plans")}
+            "deadline_misses", "clipped_ticks", "trials", "plans", "plan_failures", "stale_plans", "expired_plans")}
         self._tick_stats = PeriodStats(window=int(5 * s.control_rate_hz))
-        self._tick_compute_s: list[float] = []
-        self._plan_times_s: list[float] = []
+        # Drained by the 1 Hz diagnostics; bounded in case its timer stalls.
+        self._tick_compute_s: deque[float] = self._timings()
+        self._plan_times_s: deque[float] = self._timings()
 
         # LQR-FLM state.
         self._cost = ReachCost.for_model(self._physics, s.cost(), self._q0)
@@ -121,6 +123,7 @@ class MPCController(Node):
         self._ensemble_sent = False
         self._model_version = 0
         self._policy = None
+        self._expired_policy = None
         self._plan_wakeup = threading.Event()
 
         # The executor only receives and ticks; decoding payloads (models of several MB, episodes),
@@ -149,6 +152,7 @@ class MPCController(Node):
         ]
         for thread in self._threads:
             thread.start()
+        self._publish_trial_plan()
         self.get_logger().info(
             f"{s.robot}: mode {s.mode}, torques at {s.control_rate_hz:g} Hz, goal {np.round(self._goal, 3).tolist()} m"
         )
@@ -157,16 +161,25 @@ class MPCController(Node):
     def _settings_from(self, params) -> ControllerSettings:
         return ControllerSettings(**{p.name: _parameter_value(p.value) for p in params})
 
+    @staticmethod
+    def _settings_changes(params) -> dict:
+        # Node-level parameters (use_sim_time, ...) are rclpy's, not settings.
+        return {p.name: _parameter_value(p.value) for p in params if p.name in PARAMETERS}
+
     def _validate_parameters(self, params) -> SetParametersResult:
         try:
-            self.settings.replace(**{p.name: _parameter_value(p.value) for p in params})
+            self.settings.replace(**self._settings_changes(params))
         except (ValueError, TypeError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params) -> None:
-        changed = {p.name: _parameter_value(p.value) for p in params}
+        changed = self._settings_changes(params)
+        previous_mode = self.settings.mode
         self.settings = self.settings.replace(**changed)
+        if self.settings.mode != previous_mode:
+            # Only lqr_flm runs trials: one left open would span the whole time in the new mode.
+            self._abort_trial(f"mode changed to {self.settings.mode}")
         if "goal_xyz_m" in changed:
             self._set_goal(np.asarray(self.settings.goal_xyz_m, dtype=float))
         if changed.keys() & {"ee_weight", "ee_weight_terminal", "effort_weight", "velocity_weight", "velocity_weight_terminal"}:
@@ -198,12 +211,17 @@ class MPCController(Node):
     def _on_goal(self, msg: PointStamped) -> None:
         try:
             goal = decode_point(msg)
-            self.settings.replace(goal_xyz_m=tuple(goal))
-        except (InvalidMessage, ValueError) as err:
-            self._counts["rejected_goals"] += 1
-            self.get_logger().warn(f"rejected goal: {err}", throttle_duration_sec=1.0)
+        except InvalidMessage as err:
+            self._reject_goal(str(err))
             return
-        self._set_goal(goal)
+        # Through the parameter, so goal_xyz_m always reports the goal being pursued.
+        result = self.set_parameters([Parameter("goal_xyz_m", value=[float(v) for v in goal])])[0]
+        if not result.successful:
+            self._reject_goal(result.reason)
+
+    def _reject_goal(self, reason: str) -> None:
+        self._counts["rejected_goals"] += 1
+        self.get_logger().warn(f"rejected goal: {reason}", throttle_duration_sec=1.0)
 
     def _payload_loop(self) -> None:
         while self._running:
@@ -302,7 +320,7 @@ class MPCController(Node):
             if x is not None:
                 self._counts["stale_state_stops"] += 1
                 self.get_logger().warn(f"joint state is {age:.3f} s old: zero torque", throttle_duration_sec=1.0)
-            self._abort_trial()
+            self._abort_trial("no fresh joint state")
             self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
             return
         u = self._action(x, now)
@@ -320,7 +338,16 @@ class MPCController(Node):
         if self.settings.mode == "lqr_flm":
             return self._lqr_flm_step(x, now)
         policy = self._policy
-        return np.zeros(len(self._joint_names)) if policy is None else policy.action(x, now)
+        if policy is None:
+            return np.zeros(len(self._joint_names))
+        if now > policy.t0_s + policy.horizon_s:
+            # No newer plan (a dead or failing planner): past its horizon a policy would hold its
+            # last knot's torque forever.
+            if policy is not self._expired_policy:
+                self._expired_policy = policy
+                self._counts["expired_plans"] += 1
+            return np.zeros(len(self._joint_names))
+        return policy.action(x, now)
 
     def _reset_step(self, x: np.ndarray, now: float) -> np.ndarray:
         """Back to the start configuration: the reset service, or a PD hold for ``settle_s``."""
@@ -352,19 +379,24 @@ class MPCController(Node):
     def _lqr_flm_step(self, x: np.ndarray, now: float) -> np.ndarray:
         s = self.settings
         zero = np.zeros(len(self._joint_names))
-        if self._trial is None:
-            if self._trials_run >= s.trials_per_iteration:
-                with self._lock:
+        trial = self._trial  # a mode change may abort it from another thread
+        if trial is None:
+            with self._lock:
+                # _update moves to the next iteration (phase and trial count) under this lock: decide
+                # on a consistent view, or a trial could start just before the phase goes to reset.
+                if self._phase != "run":
+                    return zero
+                if self._trials_run >= s.trials_per_iteration:
                     received = len(self._episodes.get(self._iteration, []))
-                if received < s.trials_per_iteration and now - self._last_trial_end_s > _EPISODE_WAIT_S:
-                    self._trials_run = received  # a trial was lost on the way: run another
-                return zero
+                    if received < s.trials_per_iteration and now - self._last_trial_end_s > _EPISODE_WAIT_S:
+                        self._trials_run = received  # a trial was lost on the way: run another
+                    return zero
             if not self._recorder_listening():
                 return zero
-            self._start_trial(now)
-        u = self._trial.action(x, now)
-        if self._trial.finished(now):
-            self._publish_marker("end", self._trial)
+            trial = self._start_trial(now)
+        u = trial.action(x, now)
+        if trial.finished(now):
+            self._publish_marker("end", trial)
             self._trial = None
             self._trials_run += 1
             self._last_trial_end_s = now
@@ -379,17 +411,22 @@ class MPCController(Node):
             self.get_logger().info("waiting for the trajectory recorder before the next trial", throttle_duration_sec=5.0)
         return ready
 
-    def _start_trial(self, now: float) -> None:
+    def _start_trial(self, now: float) -> TrialExecution:
         self._trial_number += 1
         self._counts["trials"] += 1
-        self._trial = TrialExecution(self._trainer.policy, now, self.settings.dt_s, self._rng)
-        self._publish_marker("start", self._trial)
+        trial = self._trial = TrialExecution(self._trainer.policy, now, self.settings.dt_s, self._rng)
+        self._publish_marker("start", trial)
+        return trial
+
+    def _publish_trial_plan(self) -> None:
+        """The LQR-FLM policy's nominal end-effector path on /mbrl/plan; called where the policy
+        changes, so the torque loop does no kinematics."""
         ee = self._physics.kinematics.ee_position(self._trainer.policy.x_hat[:, : len(self._joint_names)])
         self._plan_pub.publish(path_msg(ee, self._frame, self.get_clock().now().to_msg()))
 
-    def _abort_trial(self) -> None:
+    def _abort_trial(self, reason: str) -> None:
         if self._trial is not None:
-            self.get_logger().error(f"trial {self._trial_number} aborted: no fresh joint state")
+            self.get_logger().error(f"trial {self._trial_number} aborted: {reason}")
             self._trial = None
             self._phase = "reset"
 
@@ -429,6 +466,7 @@ class MPCController(Node):
                 self._trials_run = 0
                 self._updating = False
             return
+        self._publish_trial_plan()
         final_q = episodes.x[:, -1, : len(self._joint_names)]
         distances = np.linalg.norm(self._physics.kinematics.ee_position(final_q) - episodes.goal, axis=1)
         progress = {
@@ -452,9 +490,9 @@ class MPCController(Node):
             self._episodes.pop(self._iteration, None)
             self._tvlg.pop(self._iteration, None)
             self._iteration += 1
+            self._phase = "reset"  # the arm has idled during the update: start the next trial from rest
             self._trials_run = 0
             self._updating = False
-        self._phase = "reset"  # the arm has idled during the update: start the next trial from rest
         if s.iterations and self._iteration >= s.iterations and s.final_mode != "lqr_flm":
             self.get_logger().info(f"{s.iterations} iterations done: switching to {s.final_mode}")
             self.set_parameters([Parameter("mode", value=s.final_mode)])
@@ -499,8 +537,10 @@ class MPCController(Node):
     # ---- reporting ----------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         summary = self._tick_stats.summary()
-        compute, self._tick_compute_s = np.asarray(self._tick_compute_s), []
-        plans, self._plan_times_s = np.asarray(self._plan_times_s), []
+        # Swap first, then read: the other threads append to whichever deque they see.
+        compute, self._tick_compute_s = self._tick_compute_s, self._timings()
+        plans, self._plan_times_s = self._plan_times_s, self._timings()
+        compute, plans = np.asarray(compute), np.asarray(plans)
         values = {
             "mode": self.settings.mode,
             "phase": self._phase,
@@ -517,6 +557,10 @@ class MPCController(Node):
         self._diag_pub.publish(
             diagnostic_array(self.get_clock().now().to_msg(), status("mpc_controller", self.settings.robot, level, self._phase, values))
         )
+
+    @staticmethod
+    def _timings() -> deque:
+        return deque(maxlen=10000)
 
     def shutdown(self) -> None:
         self._running = False

@@ -13,6 +13,7 @@ from datetime import datetime
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
@@ -62,13 +63,24 @@ class TrajectoryRecorder(Node):
 
         self._episode_pub = self.create_publisher(UInt8MultiArray, "/mbrl/episodes", qos.EPISODES)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_RECORD, raw=True)
+        # Subscribed once a publisher is there, with a reliability it can serve.
+        self._joint_states_wait = self.create_timer(0.2, self._subscribe_joint_states)
         self.create_subscription(
             Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS, raw=True
         )
         self.create_subscription(String, "/mbrl/trial", self._on_trial, qos.TRIAL_MARKERS, raw=True)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"recording {sorted(self._topics.values())} into {bag_dir} ({storage}), one bag per trial")
+
+    def _subscribe_joint_states(self) -> None:
+        publishers = self.get_publishers_info_by_topic(self._topics["joint_states"])
+        if not publishers:
+            return
+        reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.joint_states_record(reliable), raw=True)
+        self.destroy_timer(self._joint_states_wait)
+        if not reliable:
+            self.get_logger().warn("a /joint_states publisher is best effort: recording best effort, states may be lost")
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

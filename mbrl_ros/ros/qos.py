@@ -8,82 +8,50 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
+
+def _keep_last(depth: int, reliable: bool = True, transient_local: bool = False) -> QoSProfile:
+    return QoSProfile(
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local else DurabilityPolicy.VOLATILE,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+    )
+
+
 #: Subscribing to /joint_states: best effort, shallow; matches reliable and best-effort publishers.
 JOINT_STATES_SUB = qos_profile_sensor_data
 
 #: Publishing /joint_states as ros2_control's joint_state_broadcaster does (reliable, depth 10), so
 #: reliable subscribers such as bag recorders receive it too.
-JOINT_STATES_PUB = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-)
+JOINT_STATES_PUB = _keep_last(10)
 
 #: Torque commands: reliable, volatile, shallow; an old command is worth nothing.
-COMMANDS = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-)
+COMMANDS = _keep_last(1)
 
 #: /clock from the simulator.
-CLOCK = QoSProfile(
-    reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-)
+CLOCK = _keep_last(1, reliable=False)
 
 #: /diagnostics, as diagnostic_updater publishes it.
-DIAGNOSTICS = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-)
+DIAGNOSTICS = _keep_last(10)
 
 #: Trial markers: reliable; a few kept for a recorder that restarts mid-trial.
-TRIAL_MARKERS = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-)
+TRIAL_MARKERS = _keep_last(10, transient_local=True)
 
 #: Episodes for the learner: reliable and transient-local, so a learner that starts late still
 #: receives the recent trials.
-EPISODES = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=100,
-)
+EPISODES = _keep_last(100, transient_local=True)
 
 #: Models: reliable, transient-local, the last few (one per model kind): a late joiner gets the
 #: newest local and global models.
-MODEL = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=4,
-)
+MODEL = _keep_last(4, transient_local=True)
 
 #: Learning progress (one message per LQR-FLM iteration): reliable, transient-local, all kept for
 #: a monitor that starts late.
-PROGRESS = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1000,
-)
+PROGRESS = _keep_last(1000, transient_local=True)
 
-#: Recording /joint_states: reliable and deep, as a bag recorder must lose nothing while it is busy
-#: writing (ros2_control's joint_state_broadcaster and sim_node publish reliable).
-JOINT_STATES_RECORD = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=500,
-)
+def joint_states_record(reliable: bool) -> QoSProfile:
+    """Recording /joint_states: deep, as a bag recorder must lose nothing while it is busy writing;
+    reliable when every publisher is (ros2_control's joint_state_broadcaster and sim_node are), best
+    effort otherwise, as a reliable subscription receives nothing from a best-effort publisher
+    (``ros2 bag record`` adapts the same way)."""
+    return _keep_last(500, reliable=reliable)

@@ -107,9 +107,7 @@ def replay(bags: BagSet, node, settings: ReplaySettings = ReplaySettings(), prog
         raise BagError("the bag has its own /clock topic: replay it without --clock (or leave /clock out with --topics)")
     publishers = {}
     for name in names:
-        spec = bags.topics.get(name)
-        if spec is None:
-            raise BagError(f"the bag has no topic {name}; it has: {bags.listing()}")
+        spec = bags.require(name)
         try:
             msg_class = message_type(spec.msgtype)
         except (ImportError, AttributeError, ValueError):
@@ -120,7 +118,7 @@ def replay(bags: BagSet, node, settings: ReplaySettings = ReplaySettings(), prog
 
     total = sum(bags.message_counts.get(n, 0) for n in names)
     counts = dict.fromkeys(names, 0)
-    start_ns, last_ns, start_wall = None, 0, 0.0
+    start_ns, last_ns, start_wall = None, 0, time.monotonic()
     for spec, log_ns, raw in read_raw(bags, names, include_damaged=s.allow_partial):
         if start_ns is None:
             start_ns, start_wall = log_ns, time.monotonic()

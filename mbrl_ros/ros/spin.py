@@ -46,11 +46,10 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 
     return bool(predicate())
 
 
-def run_node(factory: Callable[[], Node], args=None, executor_factory: Callable[[], object] | None = None) -> None:
-    """``main()`` of every node: init, spin (on the executor ``executor_factory`` makes, default
-    single-threaded) until SIGINT or SIGTERM, then the node's own ``shutdown()`` (if it has one)
-    while the context is still valid, so it can still publish (a controller's last zero torque),
-    then destroy and shut down rclpy."""
+def run_node(factory: Callable[[], Node], args=None) -> None:
+    """``main()`` of every node: init, spin (single-threaded) until SIGINT or SIGTERM, then the
+    node's own ``shutdown()`` (if it has one) while the context is still valid, so it can still
+    publish (a controller's last zero torque), then destroy and shut down rclpy."""
     # rclpy's own handlers would invalidate the context before shutdown() could publish.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, raise_keyboard_interrupt)
@@ -58,7 +57,7 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory: Callable[
     node = None
     try:
         node = factory()
-        executor = executor_factory() if executor_factory else SingleThreadedExecutor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         # A signal's KeyboardInterrupt is raised only once the wait returns to Python, and a node on
         # simulated time whose /clock source has gone has nothing else to end its wait.

@@ -26,7 +26,7 @@ def u_of(t):
     return np.array([1.0, 2.0, 3.0]) * np.floor((t - 1.0) / DT_S + 1e-9)
 
 
-def write_bag(path, storage=StoragePlugin.SQLITE3, markers=True, command_size=3):
+def write_bag(path, storage=StoragePlugin.SQLITE3, markers=True, command_size=3, trial_number=7, trial_start_s=1.0):
     """1 kHz joint states in the order j3, j1, j2; commands at 250 Hz; optional trial markers."""
     with Writer(path, version=9, storage_plugin=storage) as w:
         js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=TYPESTORE)
@@ -37,7 +37,7 @@ def write_bag(path, storage=StoragePlugin.SQLITE3, markers=True, command_size=3)
             ns = int(round(t * 1e9))
             if trial and i == 0:
                 for event in ("start", "end"):
-                    m = TrialMarker(event, 7, 2, 1.0, DT_S, STEPS, (0.1, 0.2, 0.3), tuple(NAMES), "other")
+                    m = TrialMarker(event, trial_number, 2, trial_start_s, DT_S, STEPS, (0.1, 0.2, 0.3), tuple(NAMES), "other")
                     w.write(trial, ns, TYPESTORE.serialize_cdr(T["std_msgs/msg/String"](data=m.to_json()), "std_msgs/msg/String"))
             msg = T["sensor_msgs/msg/JointState"](
                 header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), frame_id=""),
@@ -78,3 +78,11 @@ def test_bad_bags_give_clear_errors(tmp_path):
         read_streams([tmp_path / "bag"], BagTopics(joint_states="/arm/joint_states"))
     with pytest.raises(BagError, match="'jx'"):
         read_streams([tmp_path / "bag"], joint_names=["j1", "jx"])
+
+
+def test_bags_of_two_runs_on_the_same_clock_are_refused(tmp_path):
+    write_bag(tmp_path / "run_a", trial_number=1)
+    write_bag(tmp_path / "run_b", trial_number=1, trial_start_s=1.02)  # another sim run: its clock also started at 0
+    streams = read_streams([tmp_path / "run_a", tmp_path / "run_b"], joint_names=NAMES)
+    with pytest.raises(BagError, match="overlap in time: the bags hold more than one run"):
+        episodes_from_streams(streams, DT_S, STEPS)

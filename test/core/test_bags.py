@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from mbrl_ros.data.bags import TYPESTORE, BagError, SegmentedBagWriter, TopicSpec, bag_topics, qos, read_messages
+from mbrl_ros.data.bags import (
+    TYPESTORE, BagError, SegmentedBagWriter, TopicSpec, bag_topics, open_bags, qos, read_messages,
+)
 
 JointState = TYPESTORE.types["sensor_msgs/msg/JointState"]
 Header = TYPESTORE.types["std_msgs/msg/Header"]
@@ -53,7 +55,7 @@ def test_clear_errors(tmp_path):
     writer = SegmentedBagWriter(tmp_path, TOPICS)
     writer.write("/joint_states", 1, joint_state_cdr(1, [0.0, 0.0]))
     bag = writer.close_segment("b")
-    with pytest.raises(BagError, match=r"lacks topics \['/effort'\]; it has: /joint_states \(sensor_msgs/msg/JointState, 1 message\)"):
+    with pytest.raises(BagError, match=r"has no /effort topic. It has: /joint_states \(sensor_msgs/msg/JointState, 1 message\)"):
         list(read_messages([bag], ["/effort"]))
     with pytest.raises(BagError, match="no such bag"):
         list(read_messages([tmp_path / "missing"], ["/joint_states"]))
@@ -72,3 +74,14 @@ def test_a_topic_is_reoffered_with_its_publishers_qos():
     mixed = adapted_qos([sensor, latched])
     assert mixed == qos(reliable=False, depth=10, transient_local=False), "reliable / latched only if all were"
     assert adapted_qos([]) == qos(reliable=True, depth=10), "nothing recorded: the default profile"
+
+
+def test_a_bag_folder_without_metadata_reads_completely(tmp_path):
+    writer = SegmentedBagWriter(tmp_path, TOPICS)
+    for i in range(5):
+        writer.write("/joint_states", 1_000_000_000 + i * 2_000_000, joint_state_cdr(i * 2_000_000, [i, -i]))
+    bag = writer.close_segment("crashed_record")
+    (bag / "metadata.yaml").unlink()  # what a crashed `ros2 bag record` leaves
+    bags = open_bags([tmp_path])
+    assert bags.damaged == () and bags.message_counts == {"/joint_states": 5}
+    assert len(list(read_messages([bag], ["/joint_states"]))) == 5

@@ -106,3 +106,39 @@ def test_ilqr_settings_validation():
         ILQRSettings(line_search_decay=1.5)
     with pytest.raises(ValueError):
         ILQR(Pendulum(), QuadraticCost(np.eye(2), np.eye(1), np.eye(2)), u_lower=[1.0], u_upper=[-1.0])
+
+
+class _WrongSignModel(LinearModel):
+    """Double integrator whose ``linearize`` reports ``-B``: every step the model proposes raises the true cost."""
+
+    def linearize(self, x, u):
+        A, B = super().linearize(x, u)
+        return A, -B
+
+
+def test_ilqr_stall_is_not_converged_but_solved_problem_is():
+    dt = 0.1
+    A, B = np.array([[1.0, dt], [0.0, 1.0]]), np.array([[0.5 * dt**2], [dt]])
+    cost = QuadraticCost(np.eye(2), 0.1 * np.eye(1), 10 * np.eye(2))
+    settings = ILQRSettings(horizon_steps=20, max_iterations=500)
+    x0 = np.array([1.0, 0.0])
+    stalled = ILQR(_WrongSignModel(A, B, dt), cost, settings).solve(x0, np.zeros((20, 1)))
+    # The line search never improves; the regularisation must run out rather than the shrinking
+    # predicted reduction passing for convergence.
+    assert len(stalled.cost_history) == 1
+    assert not stalled.converged
+    assert stalled.status == "no improvement (reg_max)"
+    solved = ILQR(LinearModel(A, B, dt), cost, settings).solve(x0, np.zeros((20, 1)))
+    assert solved.converged and solved.cost < 0.5 * stalled.cost
+
+
+def test_ilqr_warm_start_older_than_horizon_cold_starts():
+    model, cost, settings = _pendulum_problem(T=20)
+    planner = ILQR(model, cost, settings, u_lower=[-6.0], u_upper=[6.0])
+    planner.optimize(np.zeros(2), t0_s=0.0)
+    assert np.abs(planner.last_result.U).max() > 0
+    x1 = np.array([0.3, 0.0])
+    planner.optimize(x1, t0_s=20 * model.dt_s)  # the whole previous plan has elapsed
+    zeros = np.zeros((20, 1))
+    cold_cost = cost.evaluate(planner.rollout(x1, zeros), zeros).sum()
+    assert planner.last_result.cost_history[0] == pytest.approx(cold_cost, rel=1e-12)

@@ -24,6 +24,7 @@ from std_srvs.srv import Trigger
 
 from mbrl_ros.cli import main as cli_main
 from mbrl_ros.data.alignment import TrialMarker
+from mbrl_ros.data.bag_episodes import episodes_from_streams, read_streams
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics import serialization
 from mbrl_ros.dynamics.ensemble import EnsembleSettings
@@ -169,6 +170,16 @@ def test_fit_on_the_bags_reproduces_the_learner_on_the_published_episodes(record
     online.train_global()
     fitted_tvlg = {i: serialization.load_tvlg(str(out / f"tvlg_v{i + 1:04d}.safetensors"))[0] for i in iterations}
     fitted_ensemble = serialization.load_ensemble(str(out / "ensemble_latest.safetensors"))[0]
+
+    # The bags give back exactly the episodes the recorder published, so the local models are the same.
+    from_bags = episodes_from_streams(read_streams([recorded["bag_dir"]], joint_names=JOINTS), DT_S, STEPS)
+    assert sorted(e.metadata["trial"] for e in from_bags) == sorted(by_trial)
+    for episode in from_bags:
+        np.testing.assert_array_equal(episode.x, by_trial[episode.metadata["trial"]].x)
+        np.testing.assert_array_equal(episode.u, by_trial[episode.metadata["trial"]].u)
+    for i in iterations:
+        np.testing.assert_allclose(fitted_tvlg[i].Fm, learner_tvlg[i].Fm, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fitted_tvlg[i].fv, learner_tvlg[i].fv, rtol=1e-9, atol=1e-12)
 
     errors = report["evaluation"]["errors"]
     for k in (1, 5):

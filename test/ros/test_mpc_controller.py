@@ -2,11 +2,14 @@
 
 import math
 import os
+import signal
 import time
 from pathlib import Path as FilePath
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Path
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -14,6 +17,7 @@ from std_msgs.msg import Float64MultiArray
 
 from mbrl_ros.launcher import NodeSpec
 from mbrl_ros.ros import qos
+from mbrl_ros.ros.diagnostics import status_values
 from mbrl_ros.ros.spin import wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
 
@@ -95,21 +99,74 @@ def test_changing_horizon_changes_the_next_plan_and_bad_values_are_refused(contr
 
 
 def test_nan_state_is_rejected_and_a_stale_state_means_zero_torque(controller, client_node):
-    arm, commands, *_ = controller
-    arm.position = [math.nan] + list(reversed(HOME))[1:]
-    wait_for(lambda: False, 0.05)
-    arm.publishing = False
-    arm.position = list(reversed(HOME))
-    stopped = time.monotonic()
+    arm, *_ = controller
+    diag: dict[str, str] = {}
     received: list[tuple[float, np.ndarray]] = []
-    sub = client_node.create_subscription(
-        Float64MultiArray, "effort_controller/commands",
-        lambda m: received.append((time.monotonic(), np.asarray(m.data))), qos.COMMANDS)
+    subs = [
+        client_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                        lambda m: diag.update(status_values(m, "mpc_controller")), qos.DIAGNOSTICS),
+        client_node.create_subscription(Float64MultiArray, "effort_controller/commands",
+                                        lambda m: received.append((time.monotonic(), np.asarray(m.data))), qos.COMMANDS),
+    ]
     try:
-        wait_for(lambda: False, 0.6)
+        # Both observers must hear the controller before the NaN state, or nothing below can fail.
+        assert wait_for(lambda: "rejected_joint_states" in diag and received, 5.0)
+        rejected_before = int(diag["rejected_joint_states"])
+        arm.position = [math.nan] + list(reversed(HOME))[1:]  # from now on the only state
+        nan_since = time.monotonic()
+        assert wait_for(lambda: int(diag["rejected_joint_states"]) > rejected_before, 3.0), "NaN states not rejected"
+        # Commands heard from here on were computed well after the last valid state went stale
+        # (STATE_TIMEOUT_S), with room for a slow delivery.
+        wait_for(lambda: time.monotonic() > nan_since + STATE_TIMEOUT_S + 0.4, 1.0)
+        stale_from = len(received)
+        wait_for(lambda: False, 0.3)
+        nan_only = [u for _, u in received[stale_from:]]
+    finally:
+        arm.position = list(reversed(HOME))
+        for sub in subs:
+            client_node.destroy_subscription(sub)
+    assert nan_only and all(np.all(u == 0.0) for u in nan_only), "zero torque while the NaN state is the only state"
+
+
+def test_node_parameters_are_accepted_and_a_goal_message_updates_the_goal_parameter(controller, client_node):
+    *_, params, _ = controller
+    (accepted,) = set_params(params, use_sim_time=False)
+    assert accepted.successful, accepted.reason
+    goals = client_node.create_publisher(PointStamped, "/mbrl/goal", 10)
+    target = [0.4, 0.2, 0.5]
+    msg = PointStamped()
+    msg.point.x, msg.point.y, msg.point.z = target
+
+    def goal_parameter_is_target():
+        goals.publish(msg)
+        future = params.get_parameters(["goal_xyz_m"])
+        return wait_for(future.done, 5.0) and np.allclose(future.result().values[0].double_array_value, target)
+
+    try:
+        assert wait_for(goal_parameter_is_target, 10.0, period_s=0.2), "the goal from /mbrl/goal is goal_xyz_m"
+    finally:
+        client_node.destroy_publisher(goals)
+
+
+def test_a_dead_planner_child_is_restarted_and_its_last_plan_does_not_drive_the_arm(controller, client_node):
+    _, _, plans, _, process = controller
+    diag: dict[str, str] = {}
+    sub = client_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                          lambda m: diag.update(status_values(m, "mpc_controller")), qos.DIAGNOSTICS)
+    try:
+        assert wait_for(lambda: "expired_plans" in diag, 5.0)
+        failures, expired = int(diag["plan_failures"]), int(diag["expired_plans"])
+        children = FilePath(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        (planner,) = [int(c) for c in children if "spawn_main" in FilePath(f"/proc/{c}/cmdline").read_text()]
+        os.kill(planner, signal.SIGKILL)
+        assert wait_for(lambda: int(diag["plan_failures"]) > failures, 5.0), "the dead child is a planning failure"
+        # A new child starts (seconds of imports): meanwhile the last plan's horizon passes.
+        assert wait_for(lambda: int(diag["expired_plans"]) > expired, 10.0), "the expired plan is not executed"
+        plans.reset()
+        assert wait_for(lambda: plans.count >= 2, 60.0), "plans again from a new child"
+        # The planner thread, not the main one, started the new child.
+        children = [c for task in FilePath(f"/proc/{process.pid}/task").iterdir() for c in (task / "children").read_text().split()]
+        (restarted,) = [int(c) for c in children if "spawn_main" in FilePath(f"/proc/{c}/cmdline").read_text()]
+        assert os.sched_getscheduler(restarted) == os.SCHED_OTHER, "started from a real-time thread, plans at normal priority"
     finally:
         client_node.destroy_subscription(sub)
-    assert all(np.all(np.isfinite(u)) for _, u in received), "no command computed from a NaN state"
-    late = [u for t, u in received if t > stopped + STATE_TIMEOUT_S + 0.05]
-    assert late and all(np.all(u == 0.0) for u in late), "zero torque once the state is stale"
-    arm.publishing = True
