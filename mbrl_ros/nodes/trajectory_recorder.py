@@ -63,8 +63,10 @@ class TrajectoryRecorder(Node):
 
         self._episode_pub = self.create_publisher(UInt8MultiArray, "/mbrl/episodes", qos.EPISODES)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
-        # Subscribed once a publisher is there, with a reliability it can serve.
-        self._joint_states_wait = self.create_timer(0.2, self._subscribe_joint_states)
+        # Reliable, and created first: the executor serves ready subscriptions in creation order, so
+        # a joint state that ends a trial closes its bag before later commands are written into it.
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_RECORD, raw=True)
+        self._best_effort_check = self.create_timer(1.0, self._warn_about_best_effort_publishers)
         self.create_subscription(
             Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS, raw=True
         )
@@ -72,15 +74,12 @@ class TrajectoryRecorder(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"recording {sorted(self._topics.values())} into {bag_dir} ({storage}), one bag per trial")
 
-    def _subscribe_joint_states(self) -> None:
+    def _warn_about_best_effort_publishers(self) -> None:
+        """A reliable subscription receives nothing from a best-effort publisher: say so, once."""
         publishers = self.get_publishers_info_by_topic(self._topics["joint_states"])
-        if not publishers:
-            return
-        reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.joint_states_record(reliable), raw=True)
-        self.destroy_timer(self._joint_states_wait)
-        if not reliable:
-            self.get_logger().warn("a /joint_states publisher is best effort: recording best effort, states may be lost")
+        if any(p.qos_profile.reliability != ReliabilityPolicy.RELIABLE for p in publishers):
+            self.get_logger().error("a /joint_states publisher is best effort: the recorder (reliable) does not receive it")
+            self.destroy_timer(self._best_effort_check)
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

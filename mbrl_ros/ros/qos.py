@@ -49,9 +49,7 @@ MODEL = _keep_last(4, transient_local=True)
 #: a monitor that starts late.
 PROGRESS = _keep_last(1000, transient_local=True)
 
-def joint_states_record(reliable: bool) -> QoSProfile:
-    """Recording /joint_states: deep, as a bag recorder must lose nothing while it is busy writing;
-    reliable when every publisher is (ros2_control's joint_state_broadcaster and sim_node are), best
-    effort otherwise, as a reliable subscription receives nothing from a best-effort publisher
-    (``ros2 bag record`` adapts the same way)."""
-    return _keep_last(500, reliable=reliable)
+#: Recording /joint_states: reliable and deep, as a bag recorder must lose nothing while it is busy
+#: writing (ros2_control's joint_state_broadcaster and sim_node publish reliable; a best-effort
+#: publisher is reported by the recorder, not received).
+JOINT_STATES_RECORD = _keep_last(500)
