@@ -8,6 +8,7 @@ in progress) and one episode, aligned to the controller's period, published on `
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import numpy as np
@@ -15,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
@@ -68,7 +70,7 @@ class TrajectoryRecorder(Node):
         self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_RECORD, raw=True)
         self._best_effort_check = self.create_timer(1.0, self._warn_about_best_effort_publishers)
         self.create_subscription(
-            Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS, raw=True
+            Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS_RECORD, raw=True
         )
         self.create_subscription(String, "/mbrl/trial", self._on_trial, qos.TRIAL_MARKERS, raw=True)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -84,8 +86,8 @@ class TrajectoryRecorder(Node):
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _record(self, key: str, raw: bytes) -> None:
-        self._writer.write(self._topics[key], self.get_clock().now().nanoseconds, raw)
+    def _record(self, key: str, raw: bytes, stamp_ns: int | None = None) -> None:
+        self._writer.write(self._topics[key], self.get_clock().now().nanoseconds if stamp_ns is None else stamp_ns, raw)
 
     def _reject(self, what: str, err: Exception) -> None:
         self._counts["rejected_messages"] += 1
@@ -104,12 +106,16 @@ class TrajectoryRecorder(Node):
         self._finish_ended_trials(t)
         self._prune(t)
 
-    def _on_command(self, raw: bytes) -> None:
-        self._record("commands", raw)
+    def _on_command(self, raw: bytes, info: MessageInfo) -> None:
+        # Commands carry no stamp: time them by when they were sent, not by when a busy recorder
+        # got to them from its queue (the wait, measured on the system clock, taken off our clock).
+        waited_ns = max(0, time.time_ns() - info["source_timestamp"])
+        stamp_ns = self.get_clock().now().nanoseconds - waited_ns
+        self._record("commands", raw, stamp_ns)
         torque = np.asarray(deserialize_message(raw, Float64MultiArray).data)
         if not np.all(np.isfinite(torque)):
             return self._reject("command", ValueError("non-finite values"))
-        self._commands.append((self._now_s(), torque))
+        self._commands.append((stamp_ns * 1e-9, torque))
 
     def _on_trial(self, raw: bytes) -> None:
         self._record("trial", raw)

@@ -53,3 +53,8 @@ PROGRESS = _keep_last(1000, transient_local=True)
 #: writing (ros2_control's joint_state_broadcaster and sim_node publish reliable; a best-effort
 #: publisher is reported by the recorder, not received).
 JOINT_STATES_RECORD = _keep_last(500)
+
+#: Recording the torque commands: as deep, for the same reason. The arm wants only the newest
+#: command (COMMANDS, depth 1), but a recorder busy closing a bag would keep only the last one and
+#: lose the start of the next trial's torques (seen: 0.1-0.7 s of a trial's commands missing).
+COMMANDS_RECORD = _keep_last(250)
