@@ -155,11 +155,11 @@ def test_a_dead_planner_child_is_restarted_and_its_last_plan_does_not_drive_the_
                                           lambda m: diag.update(status_values(m, "mpc_controller")), qos.DIAGNOSTICS)
     try:
         assert wait_for(lambda: "expired_plans" in diag, 5.0)
-        failures, expired = int(diag["plan_failures"]), int(diag["expired_plans"])
+        expired = int(diag["expired_plans"])
         children = FilePath(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         (planner,) = [int(c) for c in children if "spawn_main" in FilePath(f"/proc/{c}/cmdline").read_text()]
         os.kill(planner, signal.SIGKILL)
-        assert wait_for(lambda: int(diag["plan_failures"]) > failures, 5.0), "the dead child is a planning failure"
+        # Killed mid-plan it is a planning failure; killed between plans the next call just restarts it.
         # A new child starts (seconds of imports): meanwhile the last plan's horizon passes.
         assert wait_for(lambda: int(diag["expired_plans"]) > expired, 10.0), "the expired plan is not executed"
         plans.reset()
