@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--iterations", type=int, default=8)
     demo.add_argument("--trials", type=int, default=5, help="trials per iteration")
     demo.add_argument("--steps", type=int, default=100, help="steps of dt_s per trial")
-    demo.add_argument("--hold-s", type=float, default=0.0,
-                      help="then measure the controller's final mode (iLQR on the learned model) for this long")
+    demo.add_argument("--hold-s", type=float, default=20.0,
+                      help="then measure the controller's final mode (iLQR on the learned model) for this long; 0: skip")
     demo.add_argument("--real-time-factor", type=float, default=1.0)
     demo.add_argument("--timeout-s", type=float, default=900.0)
     demo.add_argument("--runs-dir", default="runs")

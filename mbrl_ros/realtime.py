@@ -12,7 +12,9 @@ runaway real-time thread from freezing the machine.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from typing import Callable
 
 
 def process_thread_ids() -> list[int]:
@@ -39,3 +41,19 @@ def use_normal_scheduling(thread_ids: list[int] | None = None) -> None:
     """Ordinary time sharing again for the given threads (default: the calling thread): for heavy
     work that must not compete with real-time threads for the CPU."""
     _set_scheduler(os.SCHED_OTHER, 0, thread_ids)
+
+
+def use_realtime_process(priority: int, warn: Callable[[str], None]) -> bool:
+    """Every thread of this process at SCHED_FIFO ``priority - 1``, for a node whose time-critical
+    thread then takes ``priority`` with :func:`use_fifo`. ``priority`` 0 means normal scheduling;
+    where the system refuses real-time scheduling, ``warn`` says so. Returns whether it is on."""
+    if priority == 0:
+        return False
+    try:
+        use_fifo(max(1, priority - 1), process_thread_ids())
+    except OSError as err:
+        warn(f"normal scheduling: SCHED_FIFO {priority} refused ({err})")
+        return False
+    # A woken real-time thread waits at most this long for the GIL (default 5 ms: a whole tick).
+    sys.setswitchinterval(0.0001)
+    return True

@@ -52,6 +52,7 @@ class ControllerSettings:
     effort_weight: float = 1e-3
     velocity_weight: float = 0.01
     velocity_weight_terminal: float = 10.0
+    disturbance_gain: float = 0.3
     kl_step: float = 0.2
     trial_steps: int = 100
     trials_per_iteration: int = 5
@@ -136,6 +137,9 @@ PARAMETERS: dict[str, ParameterInfo] = {
     "effort_weight": ParameterInfo("Torque weight per kg·m² of joint inertia.", 0.0, 1e6),
     "velocity_weight": ParameterInfo("Running joint velocity weight (s²/rad²).", 0.0, 1e6),
     "velocity_weight_terminal": ParameterInfo("Terminal joint velocity weight (s²/rad²).", 0.0, 1e6),
+    "disturbance_gain": ParameterInfo(
+        "ilqr/mppi: weight of each executed step's model error in the disturbance the plans include "
+        "(offset-free MPC; 0: plan with the model as it is).", 0.0, 1.0),
     "kl_step": ParameterInfo("LQR-FLM KL step per time step (nats).", 1e-4, 100.0),
     "trial_steps": ParameterInfo("LQR-FLM trial length T (steps of dt_s).", 2, 10000, read_only=True),
     "trials_per_iteration": ParameterInfo("Trials per LQR-FLM iteration.", 2, 100, read_only=True),

@@ -206,6 +206,9 @@ class ILQR:
         if self.u_lower is not None and np.any(self.u_lower > self.u_upper):
             raise ValueError("u_lower must be <= u_upper")
         T = self.settings.horizon_steps
+        # A network steps a batch of states for about the cost of one (a physics model loops over
+        # them): then every line-search step is rolled out at once instead of one after another.
+        self._batched_search = bool(getattr(model, "batched_step_is_cheap", False))
         self._U_warm: np.ndarray | None = None
         self._t_prev: float | None = None
         self.last_result: ILQRResult | None = None
@@ -325,6 +328,25 @@ class ILQR:
             Xn[t + 1] = self.model.step(Xn[t], Un[t])
         return Xn, Un
 
+    def _forward_batch(self, x0, X, U, alphas):
+        """:meth:`_forward` for every ``alpha`` at once: ``(A, T+1, nx)``, ``(A, T, nu)``."""
+        Xn = np.empty((len(alphas), U.shape[0] + 1, self.nx))
+        Un = np.empty((len(alphas), U.shape[0], self.nu))
+        Xn[:, 0] = x0
+        for t in range(U.shape[0]):
+            u = U[t] + alphas[:, None] * self._k[t] + (Xn[:, t] - X[t]) @ self._K[t].T
+            Un[:, t] = self._clip(u)
+            Xn[:, t + 1] = self.model.step(Xn[:, t], Un[:, t])
+        return Xn, Un
+
+    def _line_search_candidates(self, x0, X, U, alphas):
+        """``(alpha, X, U)`` for each step length in order, rolled out lazily or all at once."""
+        if self._batched_search:
+            yield from zip(alphas, *self._forward_batch(x0, X, U, alphas))
+            return
+        for alpha in alphas:
+            yield (alpha, *self._forward(x0, X, U, alpha))
+
     def solve(self, x0: np.ndarray, U_init: np.ndarray) -> ILQRResult:
         """Run iLQR from ``x0`` with the initial guess ``U_init`` ``(T, nu)`` (no warm-start bookkeeping)."""
         s = self.settings
@@ -374,8 +396,7 @@ class ILQR:
                 break
             tf = time.perf_counter()
             accepted = False
-            for alpha in alphas:
-                Xn, Un = self._forward(x0, X, U, alpha)
+            for alpha, Xn, Un in self._line_search_candidates(x0, X, U, alphas):
                 Jn = float(self.cost.evaluate(Xn, Un).sum())
                 expected = -(alpha * dV1 + alpha**2 * dV2)
                 actual = J - Jn

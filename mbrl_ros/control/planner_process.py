@@ -7,8 +7,9 @@ planner thread blocks on a pipe (releasing the GIL) and gets back a
 :class:`~mbrl_ros.control.policy.LinearFeedbackPolicy`.
 
 Requests: ``set_model`` (the physics model of the robot, or an ensemble as serialized bytes) and
-``plan`` (settings, state, time, goal). The child keeps one planner per (mode, settings, model)
-and warm-starts it across plans.
+``plan`` (settings, state, time, goal, and the steps executed since the last plan). The child keeps
+one planner per (mode, settings, model), warm-starts it across plans, and plans with the model's
+recent error as a disturbance (:mod:`mbrl_ros.control.disturbance`) unless ``disturbance_gain`` is 0.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class PlanningError(RuntimeError):
 
 def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> None:
     from mbrl_ros.control.costs import ReachCost
+    from mbrl_ros.control.disturbance import DisturbanceModel
     from mbrl_ros.control.ilqr import ILQR
     from mbrl_ros.control.mppi import MPPI
     from mbrl_ros.dynamics import serialization
@@ -56,19 +58,23 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
                 planner, key = None, None
                 connection.send(("ok",))
                 continue
-            _, settings_dict, x, t0_s, goal = request
+            _, settings_dict, x, t0_s, goal, executed = request
             s = ControllerSettings(**settings_dict)
             model = models[s.model_source]
             if model is None:
                 raise PlanningError("no learned model yet")
             new_key = (s.mode, s.model_source, s.horizon_steps, s.ilqr_max_iterations, s.mppi_samples,
                        s.mppi_temperature, s.mppi_noise_sigma_nm, s.ee_weight, s.ee_weight_terminal,
-                       s.effort_weight, s.velocity_weight, s.velocity_weight_terminal, s.seed)
+                       s.effort_weight, s.velocity_weight, s.velocity_weight_terminal, s.disturbance_gain, s.seed)
             if new_key != key:
+                if s.disturbance_gain > 0.0:
+                    model = DisturbanceModel(model, s.disturbance_gain)
                 cost = ReachCost.for_model(physics, s.cost(), q_ref)
                 planner = (ILQR(model, cost, s.ilqr(), -limit, limit) if s.mode == "ilqr"
                            else MPPI(model, cost, s.mppi(), -limit, limit))
                 key = new_key
+            if isinstance(planner.model, DisturbanceModel):
+                planner.model.observe(executed)
             planner.cost.set_ee_target(goal)
             policy = planner.optimize(x, t0_s)
             connection.send(("policy", policy.X, policy.U, policy.K, policy.k, policy.t0_s, policy.dt_s))
@@ -125,8 +131,11 @@ class PlannerProcess:
         self._call(("model", ensemble_bytes))
         self._learned = ensemble_bytes
 
-    def plan(self, settings: ControllerSettings, x: np.ndarray, t0_s: float, goal: np.ndarray) -> LinearFeedbackPolicy:
-        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t0_s, goal))
+    def plan(self, settings: ControllerSettings, x: np.ndarray, t0_s: float, goal: np.ndarray,
+             executed: list | None = None) -> LinearFeedbackPolicy:
+        """A policy from ``x`` at ``t0_s``; ``executed``: ``(x, mean torque, x_next)`` model steps the arm
+        made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`)."""
+        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t0_s, goal, executed or []))
         return LinearFeedbackPolicy(X, U, K, k, t0_s=t0, dt_s=dt)
 
     def close(self) -> None:

@@ -162,6 +162,9 @@ class EnsembleDynamics:
             residual on top of ``base_model.step`` (semi-parametric mode).
     """
 
+    #: Stepping a batch costs about as much as stepping one state (planners batch their searches).
+    batched_step_is_cheap = True
+
     def __init__(self, nx: int, nu: int, dt_s: float, settings: EnsembleSettings | None = None, base_model=None) -> None:
         if nx < 1 or nu < 1 or not dt_s > 0.0:
             raise ValueError(f"need nx, nu >= 1 and dt_s > 0, got {nx}, {nu}, {dt_s}")
@@ -395,12 +398,11 @@ class EnsembleDynamics:
         z = self._normalise_in(torch.cat([xt, ut], dim=-1))
         mean, _ = self.net(z.unsqueeze(0).expand(self.settings.n_members, -1, -1))
         delta = (mean[self.elites].to(torch.float64) * self.out_std + self.out_mean).mean(0)  # (B, nx)
-        A = np.zeros((xf.shape[0], self.nx, self.nx))
-        Bm = np.zeros((xf.shape[0], self.nx, self.nu))
-        for i in range(self.nx):
-            gx, gu = torch.autograd.grad(delta[:, i].sum(), (xt, ut), retain_graph=i < self.nx - 1)
-            A[:, i] = gx.numpy()
-            Bm[:, i] = gu.numpy()
+        # All nx output rows in one vectorised backward pass (one pass per row cost 14 passes).
+        rows = torch.eye(self.nx, dtype=delta.dtype).unsqueeze(1).expand(self.nx, xf.shape[0], self.nx)
+        gx, gu = torch.autograd.grad(delta, (xt, ut), grad_outputs=rows, is_grads_batched=True)
+        A = gx.transpose(0, 1).numpy().copy()
+        Bm = gu.transpose(0, 1).numpy().copy()
         if self.base_model is None:
             A += np.eye(self.nx)
         else:

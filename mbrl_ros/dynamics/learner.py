@@ -96,6 +96,9 @@ class ModelLearner:
             EnsembleDynamics(nx, nu, settings.dt_s, settings.ensemble, base) if settings.ensemble is not None else None
         )
         self.ensemble_trained = False
+        # The latest controller iteration whose trials the ensemble has trained on (-1: none, or
+        # episodes without one): a planner can wait for a model that has seen the final trials.
+        self.ensemble_iteration = -1
         self.prior = self._make_prior()
 
     def physics_model(self):
@@ -154,4 +157,5 @@ class ModelLearner:
             self.ensemble.add_episodes(episodes)
         stats = self.ensemble.train(max_epochs=self.settings.ensemble_epochs_per_update, progress=progress)
         self.ensemble_trained = True
+        self.ensemble_iteration = max([self.ensemble_iteration] + [int(e.metadata.get("iteration", -1)) for e in new])
         return stats

@@ -168,7 +168,8 @@ class DynamicsLearner(Node):
                 stats = self._learner.train_global()
                 if stats is None:
                     continue
-                self._last_train = {"epochs": stats.epochs, "n_train": stats.n_train, "train_time_s": round(stats.time_s, 3)}
+                self._last_train = {"epochs": stats.epochs, "n_train": stats.n_train, "train_time_s": round(stats.time_s, 3),
+                                    "iteration": self._learner.ensemble_iteration}
                 self._publish("ensemble", serialization.ensemble_to_bytes, self._learner.ensemble, self._last_train)
             except Exception as err:
                 self._counts["failed_fits"] += 1

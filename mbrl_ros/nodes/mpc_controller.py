@@ -6,7 +6,9 @@ joint state into a clipped torque from the current action source; it never waits
 * ``lqr_flm``: runs trials of the time-varying linear-Gaussian controller (markers on
   ``/mbrl/trial`` let the recorder cut episodes), then, once the learner's local model of the
   iteration and the iteration's episodes have arrived, makes the KL-constrained update in a worker
-  thread and starts the next iteration. After ``iterations`` it switches to ``final_mode``.
+  thread and starts the next iteration. After ``iterations`` it hands over to ``final_mode`` where
+  the last trial ended, at the goal: a PD hold keeps the arm there until the first plan on a model
+  that has seen the final trials.
 * ``ilqr`` / ``mppi``: a planner thread replans at ``plan_rate_hz`` from the latest state on the
   learned ensemble (or the URDF physics model) and hands the torque loop a feedback policy.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -39,6 +40,7 @@ from std_srvs.srv import Trigger
 
 from mbrl_ros.control.controller_settings import PARAMETERS, ControllerSettings
 from mbrl_ros.control.costs import ReachCost
+from mbrl_ros.control.disturbance import StepWindows
 from mbrl_ros.control.lg_policy import initial_pd_policy
 from mbrl_ros.control.lqr_flm_trainer import LQRFLMTrainer
 from mbrl_ros.control.planner_process import PlannerProcess, PlanningError
@@ -47,7 +49,7 @@ from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics import serialization
 from mbrl_ros.dynamics.physics import PhysicsModel
-from mbrl_ros.realtime import process_thread_ids, use_fifo, use_normal_scheduling
+from mbrl_ros.realtime import use_fifo, use_normal_scheduling, use_realtime_process
 from mbrl_ros.ros import payloads, qos
 from mbrl_ros.ros.conversions import InvalidMessage, JointStateDecoder, command_msg, decode_point, path_msg
 from mbrl_ros.ros.diagnostics import PeriodStats, diagnostic_array, status
@@ -119,11 +121,14 @@ class MPCController(Node):
 
         # Receding-horizon state: plans come from a child process (see planner_process).
         self._planner = PlannerProcess(s.robot, s.dt_s, self._q0)
+        self._executed = StepWindows(s.dt_s)  # what the arm did under ilqr/mppi, for the model's error
         self._ensemble_bytes: bytes | None = None
         self._ensemble_sent = False
         self._model_version = 0
+        self._ensemble_iteration = -1  # the latest controller iteration the ensemble has trained on
         self._policy = None
         self._expired_policy = None
+        self._handover_q: np.ndarray | None = None  # where the last trial ended, held until the first plan
         self._plan_wakeup = threading.Event()
 
         # The executor only receives and ticks; decoding payloads (models of several MB, episodes),
@@ -144,7 +149,10 @@ class MPCController(Node):
         self.create_timer(1.0, self._publish_diagnostics)
 
         self._running = True
-        self._realtime = self._use_realtime_scheduling()  # after spawning the planner: it must not inherit it
+        # SCHED_FIFO, as ros2_control's own loop uses, for every thread (executor, DDS, workers) so
+        # that none holding the GIL is preempted by an ordinary process (see mbrl_ros.realtime). After
+        # spawning the planner: it must not inherit it.
+        self._realtime = use_realtime_process(s.rt_priority, self.get_logger().warn)
         self._threads = [
             threading.Thread(target=self._torque_loop, name="torque", daemon=True),
             threading.Thread(target=self._plan_loop, name="planner", daemon=True),
@@ -180,6 +188,10 @@ class MPCController(Node):
         if self.settings.mode != previous_mode:
             # Only lqr_flm runs trials: one left open would span the whole time in the new mode.
             self._abort_trial(f"mode changed to {self.settings.mode}")
+            with self._lock:
+                if self._phase == "handover":
+                    self._phase = "run"
+                    self._plan_wakeup.set()
         if "goal_xyz_m" in changed:
             self._set_goal(np.asarray(self.settings.goal_xyz_m, dtype=float))
         if changed.keys() & {"ee_weight", "ee_weight_terminal", "effort_weight", "velocity_weight", "velocity_weight_terminal"}:
@@ -244,6 +256,7 @@ class MPCController(Node):
                     self._ensemble_bytes = data
                     self._ensemble_sent = False
                     self._model_version = int(meta.get("model_version", 0))
+                    self._ensemble_iteration = int(meta.get("iteration", -1))
                 self._plan_wakeup.set()
             else:
                 raise InvalidMessage(f"model kind {meta['kind']!r} is not one the controller uses")
@@ -295,21 +308,6 @@ class MPCController(Node):
                 self.get_logger().error(f"torque tick failed: {err!r}; zero torque", throttle_duration_sec=1.0)
                 self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
 
-    def _use_realtime_scheduling(self) -> bool:
-        """SCHED_FIFO, as ros2_control's own loop uses, where the system allows it (root or an
-        rtprio limit): every thread of this process (executor, DDS, workers) one below the torque
-        thread, so none holding the GIL is preempted by an ordinary process (see mbrl_ros.realtime).
-        Otherwise say so and run at normal priority."""
-        priority = self.settings.rt_priority
-        if priority == 0:
-            return False
-        try:
-            use_fifo(max(1, priority - 1), process_thread_ids())
-        except OSError as err:
-            self.get_logger().warn(f"normal scheduling: SCHED_FIFO {priority} refused ({err})")
-            return False
-        return True
-
     def _tick(self) -> None:
         started = time.perf_counter()
         now = self._now_s()
@@ -321,6 +319,7 @@ class MPCController(Node):
                 self._counts["stale_state_stops"] += 1
                 self.get_logger().warn(f"joint state is {age:.3f} s old: zero torque", throttle_duration_sec=1.0)
             self._abort_trial("no fresh joint state")
+            self._executed.clear()
             self._command_pub.publish(command_msg(np.zeros(len(self._joint_names))))
             return
         u = self._action(x, now)
@@ -330,16 +329,22 @@ class MPCController(Node):
         if np.any(clipped != u):
             self._counts["clipped_ticks"] += 1
         self._command_pub.publish(command_msg(clipped))
+        if self.settings.mode != "lqr_flm" and self._phase == "run":
+            self._executed.add(now, x, clipped)
+        else:
+            self._executed.clear()
         self._tick_compute_s.append(time.perf_counter() - started)
 
     def _action(self, x: np.ndarray, now: float) -> np.ndarray:
         if self._phase in ("reset", "settle"):
             return self._reset_step(x, now)
+        if self._phase == "handover":
+            return self._handover_step(x, now)
         if self.settings.mode == "lqr_flm":
             return self._lqr_flm_step(x, now)
         policy = self._policy
         if policy is None:
-            return np.zeros(len(self._joint_names))
+            return np.zeros(len(self._joint_names)) if self._handover_q is None else self._pd_hold(x, self._handover_q)
         if now > policy.t0_s + policy.horizon_s:
             # No newer plan (a dead or failing planner): past its horizon a policy would hold its
             # last knot's torque forever.
@@ -352,6 +357,7 @@ class MPCController(Node):
     def _reset_step(self, x: np.ndarray, now: float) -> np.ndarray:
         """Back to the start configuration: the reset service, or a PD hold for ``settle_s``."""
         zero = np.zeros(len(self._joint_names))
+        self._handover_q = None
         if self._phase == "reset":
             if self._reset_client is not None:
                 if not self._reset_pending:
@@ -367,9 +373,13 @@ class MPCController(Node):
             self._plan_wakeup.set()
         if self._reset_client is not None:
             return zero
-        q, qd = x[: len(zero)], x[len(zero):]
+        return self._pd_hold(x, self._q0)
+
+    def _pd_hold(self, x: np.ndarray, q_target: np.ndarray) -> np.ndarray:
+        """Mass-matrix-scaled PD to ``q_target`` (on top of the arm's gravity compensation)."""
+        n = len(self._joint_names)
         omega, zeta = self.settings.init_pd_omega_rad_s, 0.9
-        return self._M0 @ (omega**2 * (self._q0 - q) - 2.0 * zeta * omega * qd)
+        return self._M0 @ (omega**2 * (q_target - x[:n]) - 2.0 * zeta * omega * x[n:])
 
     def _on_reset_done(self, future) -> None:
         self._reset_pending = False
@@ -400,8 +410,27 @@ class MPCController(Node):
             self._trial = None
             self._trials_run += 1
             self._last_trial_end_s = now
-            self._phase = "reset"
+            if s.iterations and s.final_mode != "lqr_flm" and self._iteration == s.iterations - 1 \
+                    and self._trials_run >= s.trials_per_iteration:
+                # The last trial: the final mode takes over here, at the goal, not back at the start.
+                # (The trial's own last step is no hold: optimised for one step, it drifts away.)
+                self._handover_q = x[: len(self._joint_names)].copy()
+                self._phase = "handover"
+            else:
+                self._phase = "reset"
         return u
+
+    def _handover_step(self, x: np.ndarray, now: float) -> np.ndarray:
+        """Hold the goal while the last iteration's update runs; if one of its trials was lost on
+        the way, go back to the start and run another."""
+        s = self.settings
+        with self._lock:
+            received = len(self._episodes.get(self._iteration, []))
+            if not self._updating and received < s.trials_per_iteration and now - self._last_trial_end_s > _EPISODE_WAIT_S:
+                self._trials_run = received
+                self._phase = "reset"
+                return np.zeros(len(self._joint_names))
+        return self._pd_hold(x, self._handover_q)
 
     def _recorder_listening(self) -> bool:
         """A trial whose commands the recorder does not hear yet would become an episode with the
@@ -490,7 +519,8 @@ class MPCController(Node):
             self._episodes.pop(self._iteration, None)
             self._tvlg.pop(self._iteration, None)
             self._iteration += 1
-            self._phase = "reset"  # the arm has idled during the update: start the next trial from rest
+            if self._phase != "handover":  # which the switch to the final mode below ends
+                self._phase = "reset"  # the arm has idled during the update: start the next trial from rest
             self._trials_run = 0
             self._updating = False
         if s.iterations and self._iteration >= s.iterations and s.final_mode != "lqr_flm":
@@ -504,7 +534,11 @@ class MPCController(Node):
             with self._lock:
                 x, age, goal = self._x, self._now_s() - self._x_time_s, self._goal
                 ensemble, sent = self._ensemble_bytes, self._ensemble_sent
-            have_model = s.model_source == "physics" or ensemble is not None
+                # Handed over after learning, it plans on a model that has seen the final trials (the
+                # learner trains in the background, iterations behind): until then a PD hold
+                # keeps the arm at the goal.
+                final_model = self._handover_q is None or self._ensemble_iteration >= self._iteration - 1
+            have_model = s.model_source == "physics" or (ensemble is not None and final_model)
             if s.mode == "lqr_flm" or self._phase != "run" or not have_model or x is None or age > s.state_timeout_s:
                 self._plan_wakeup.wait(timeout=0.1)
                 self._plan_wakeup.clear()
@@ -515,7 +549,7 @@ class MPCController(Node):
                     self._planner.set_learned_model(ensemble)
                     with self._lock:
                         self._ensemble_sent = self._ensemble_bytes is ensemble
-                policy = self._planner.plan(s, x, self._now_s(), goal)
+                policy = self._planner.plan(s, x, self._now_s(), goal, self._executed.take())
             except PlanningError as err:
                 self._counts["plan_failures"] += 1
                 self.get_logger().error(f"planning failed: {err}", throttle_duration_sec=1.0)
@@ -577,8 +611,6 @@ class MPCController(Node):
 
 
 def main(args=None) -> None:
-    # A woken torque thread waits at most this long for the GIL (default 5 ms: a whole tick).
-    sys.setswitchinterval(0.0001)
     run_node(MPCController, args)
 
 

@@ -142,3 +142,18 @@ def test_ilqr_warm_start_older_than_horizon_cold_starts():
     zeros = np.zeros((20, 1))
     cold_cost = cost.evaluate(planner.rollout(x1, zeros), zeros).sum()
     assert planner.last_result.cost_history[0] == pytest.approx(cold_cost, rel=1e-12)
+
+
+class _BatchFriendlyPendulum(Pendulum):
+    batched_step_is_cheap = True
+
+
+def test_batched_line_search_finds_the_same_solution():
+    """A network model rolls every step length out at once; the accepted step must not change."""
+    model, cost, settings = _pendulum_problem()
+    sequential = ILQR(model, cost, settings, u_lower=[-3.0], u_upper=[3.0]).solve(np.zeros(2), np.zeros((80, 1)))
+    batched = ILQR(_BatchFriendlyPendulum(dt_s=0.05), cost, settings, u_lower=[-3.0], u_upper=[3.0]).solve(
+        np.zeros(2), np.zeros((80, 1)))
+    assert batched.iterations == sequential.iterations and batched.status == sequential.status
+    np.testing.assert_allclose(batched.U, sequential.U, atol=1e-12)
+    assert batched.cost == pytest.approx(sequential.cost, rel=1e-12)

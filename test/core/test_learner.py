@@ -1,4 +1,5 @@
-"""ModelLearner: an iteration completes once, however many of its trials arrive."""
+"""ModelLearner: an iteration completes once, however many of its trials arrive; the ensemble says
+which iterations it has seen."""
 
 import numpy as np
 
@@ -32,3 +33,19 @@ def test_a_batch_crossing_n_completes_the_iteration_and_late_trials_start_a_new_
     assert learner.fit_local(0).n_trials == 4
     # Trials that arrive after the fit took the iteration's pending ones count afresh.
     assert [learner.add(_trial(seed)) for seed in range(4, 7)] == [None, None, 0]
+
+
+def test_the_ensemble_reports_the_latest_iteration_it_has_trained_on():
+    from mbrl_ros.dynamics.ensemble import EnsembleSettings
+
+    settings = LearnerSettings(trials_per_iteration=2, local_prior="none", ensemble_epochs_per_update=2,
+                               ensemble=EnsembleSettings(n_members=2, n_elites=1, hidden_units=8, hidden_layers=1))
+    learner = ModelLearner(settings, nx=NX, nu=NU)
+    assert learner.ensemble_iteration == -1
+    for seed, iteration in ((0, 0), (1, 0), (2, 1)):
+        learner.add(_trial(seed, iteration))
+    learner.train_global()
+    assert learner.ensemble_iteration == 1  # a planner waiting for iteration 1's trials may use it
+    learner.add(_trial(3, 0))  # a late trial of an older iteration does not move it back
+    learner.train_global()
+    assert learner.ensemble_iteration == 1

@@ -1,5 +1,5 @@
-"""The whole system, four processes, learning to reach from no model on a short seeded budget; the
-bags it wrote are read back with rosbags."""
+"""The whole system, four processes, learning to reach from no model on a short seeded budget, then
+handing over to iLQR where the last trial ended; the bags it wrote are read back with rosbags."""
 
 import json
 
@@ -12,14 +12,16 @@ from mbrl_ros.data.bags import bag_topics, read_messages
 from mbrl_ros.demo import DemoSettings, run_demo
 
 ITERATIONS, TRIALS, STEPS = 4, 3, 60
+HOLD_S = 5.0
 
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
     return run_demo(DemoSettings(
-        iterations=ITERATIONS, trials_per_iteration=TRIALS, trial_steps=STEPS, hold_s=0.0, timeout_s=400.0,
+        iterations=ITERATIONS, trials_per_iteration=TRIALS, trial_steps=STEPS, hold_s=HOLD_S, timeout_s=400.0,
         runs_dir=str(tmp_path_factory.mktemp("runs")),
-        extra={"dynamics_learner": {"ensemble_enabled": False}},
+        # No ensemble on this budget: the final mode plans on the URDF model (make demo: the learned one).
+        extra={"dynamics_learner": {"ensemble_enabled": False}, "mpc_controller": {"model_source": "physics"}},
     ))
 
 
@@ -30,6 +32,16 @@ def test_the_arm_learns_to_reach_over_ros(summary):
     assert last <= 0.5 * first, f"final distance {last * 100:.1f} cm is not half of the first {first * 100:.1f} cm"
     assert all(r["trials"] == TRIALS for r in rows)
     assert [r["iteration"] for r in rows] == list(range(ITERATIONS))
+
+
+def test_the_final_mode_takes_over_where_the_last_trial_ended(summary):
+    last, hold = summary["iterations"][-1], summary["hold"]
+    # Not reset to the start (as far as the first iteration ended): the last trial's controller held
+    # the arm until the first plan.
+    assert hold["start_distance_m"] <= max(last["final_distances_m"]) + 0.02, (
+        f"iLQR took over at {hold['start_distance_m'] * 100:.1f} cm; the last trials ended at "
+        f"{np.round(np.asarray(last['final_distances_m']) * 100, 1).tolist()} cm")
+    assert hold["final_distance_m"] < 0.01, f"iLQR on the URDF model holds at {hold['final_distance_m'] * 100:.2f} cm"
 
 
 def test_every_trial_bag_reads_back_with_its_messages(summary):
