@@ -44,7 +44,7 @@ def realtime_receiver():
     """The receiving side is a measuring instrument: real-time, so that its own scheduling delays
     do not show up as the controller's jitter (as cyclictest runs)."""
     try:
-        use_fifo(45, process_thread_ids())
+        use_fifo(80, process_thread_ids())
     except OSError as err:
         print(f"receiver at normal priority ({err}): its jitter adds to the measured periods", file=sys.stderr)
     try:

@@ -119,7 +119,6 @@ def run_demo(settings: DemoSettings) -> dict:
     with ProcessGroup(specs, log_dir=run_dir / "logs", echo=False), spinning_node("mbrl_demo") as node:
         progress = []
         node.create_subscription(String, "/mbrl/progress", lambda m: progress.append(json.loads(m.data)), qos.PROGRESS)
-        joints = TopicMonitor(node, JointState, "joint_states", qos.JOINT_STATES_SUB)
         diagnostics: dict[str, str] = {}
 
         def on_diagnostics(msg: DiagnosticArray) -> None:
@@ -134,9 +133,14 @@ def run_demo(settings: DemoSettings) -> dict:
                 rows.append(progress[len(rows)])
                 print(_row_text(rows[-1]), flush=True)
             time.sleep(0.2)
+        # Joint states are watched from here on only: at 500 Hz the subscription costs this process
+        # a quarter of a core, which the learner needs while the trials run.
+        joints = TopicMonitor(node, JointState, "joint_states", qos.JOINT_STATES_SUB)
+        if not wait_for(lambda: joints.count >= 2, 10.0):
+            raise RuntimeError("no /joint_states from sim_node")
         if len(rows) == settings.iterations and settings.hold_s > 0:
-            # Measured from the first plan: until a model trained on the final trials has arrived, the
-            # learned controller holds the goal.
+            # Measured from the first plan: until a model trained on recent trials has arrived, a PD
+            # hold keeps the arm where the last trial ended.
             in_final = wait_for(lambda: diagnostics.get("mode") == final_mode and diagnostics.get("phase") == "run"
                                 and int(diagnostics.get("plans", "0")) > 0, max(1.0, deadline - time.monotonic()))
             distances = []
@@ -152,6 +156,8 @@ def run_demo(settings: DemoSettings) -> dict:
                             max_distance_last_quarter_m=float(np.max(tail)),
                             samples=len(distances), plan_time_mean_ms=float(diagnostics.get("plan_time_mean_ms", "nan")),
                             model_version=int(diagnostics.get("model_version", 0)))
+        else:
+            time.sleep(2.0)  # enough joint states for their rate
         rate = joints.summary()
     wall = time.monotonic() - started
     summary = {

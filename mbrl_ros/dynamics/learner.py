@@ -97,7 +97,7 @@ class ModelLearner:
         )
         self.ensemble_trained = False
         # The latest controller iteration whose trials the ensemble has trained on (-1: none, or
-        # episodes without one): a planner can wait for a model that has seen the final trials.
+        # episodes without one): a planner can wait for a model that has seen recent trials.
         self.ensemble_iteration = -1
         self.prior = self._make_prior()
 

@@ -155,9 +155,11 @@ class DynamicsLearner(Node):
             self._counts["local_fits"] += 1
 
     def _global_worker(self) -> None:
-        # Training the ensemble is background work: it must not slow the arm's processes or the
-        # local fit the controller is waiting for (Linux nice values are per thread).
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        # Training the ensemble is background work: a little below the local fit the controller is
+        # waiting for (Linux nice values are per thread). Not far below: the sim and the controller
+        # are protected by real-time scheduling, and at nice 10 the recorder and a monitor at nice 0
+        # left it a tenth of a core (the demo's final model took 180 s instead of ~20 s).
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 3)
         while self._running:
             self._global_wakeup.wait()
             self._global_wakeup.clear()

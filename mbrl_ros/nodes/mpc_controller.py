@@ -8,7 +8,7 @@ joint state into a clipped torque from the current action source; it never waits
   iteration and the iteration's episodes have arrived, makes the KL-constrained update in a worker
   thread and starts the next iteration. After ``iterations`` it hands over to ``final_mode`` where
   the last trial ended, at the goal: a PD hold keeps the arm there until the first plan on a model
-  that has seen the final trials.
+  that has seen trials ending near the goal (at most one iteration behind the last).
 * ``ilqr`` / ``mppi``: a planner thread replans at ``plan_rate_hz`` from the latest state on the
   learned ensemble (or the URDF physics model) and hands the torque loop a feedback policy.
 
@@ -425,8 +425,11 @@ class MPCController(Node):
         the way, go back to the start and run another."""
         s = self.settings
         with self._lock:
+            # Once the update has closed the last iteration (it then switches the mode) nothing is lost.
+            open_iteration = self._iteration < s.iterations
             received = len(self._episodes.get(self._iteration, []))
-            if not self._updating and received < s.trials_per_iteration and now - self._last_trial_end_s > _EPISODE_WAIT_S:
+            if open_iteration and not self._updating and received < s.trials_per_iteration \
+                    and now - self._last_trial_end_s > _EPISODE_WAIT_S:
                 self._trials_run = received
                 self._phase = "reset"
                 return np.zeros(len(self._joint_names))
@@ -534,10 +537,12 @@ class MPCController(Node):
             with self._lock:
                 x, age, goal = self._x, self._now_s() - self._x_time_s, self._goal
                 ensemble, sent = self._ensemble_bytes, self._ensemble_sent
-                # Handed over after learning, it plans on a model that has seen the final trials (the
-                # learner trains in the background, iterations behind): until then a PD hold
-                # keeps the arm at the goal.
-                final_model = self._handover_q is None or self._ensemble_iteration >= self._iteration - 1
+                # Handed over after learning, it plans on a model that has seen trials ending near the
+                # goal: one at most an iteration behind the last (the learner trains in the background,
+                # up to three behind on 2 cores; measured on the demo, with the disturbance estimate a
+                # model three behind still held, four behind did not). Until then a PD hold keeps the
+                # arm where the last trial ended.
+                final_model = self._handover_q is None or self._ensemble_iteration >= self._iteration - 2
             have_model = s.model_source == "physics" or (ensemble is not None and final_model)
             if s.mode == "lqr_flm" or self._phase != "run" or not have_model or x is None or age > s.state_timeout_s:
                 self._plan_wakeup.wait(timeout=0.1)

@@ -93,7 +93,7 @@ class SimNode(Node):
             read_only=True,
         )
         rt_priority = declare(
-            self, "rt_priority", 60,
+            self, "rt_priority", 40,
             "SCHED_FIFO priority of the physics thread where permitted, when paced (real_time_factor > 0); "
             "the node's other threads run one below (0: normal scheduling).", low=0, high=99, read_only=True,
         )

@@ -22,6 +22,7 @@ from mbrl_ros.ros.spin import wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
 
 from _fake_arm import HOME, FakeArm
+from _realtime import real_time_permitted, thread_policies
 
 STATE_TIMEOUT_S = 0.1
 
@@ -42,24 +43,10 @@ def controller(start_node, client_node):
     arm.running = False
 
 
-def _real_time_permitted() -> bool:
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except OSError:
-        return False
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    return True
-
-
-@pytest.mark.skipif(not _real_time_permitted(), reason="SCHED_FIFO not permitted here")
+@pytest.mark.skipif(not real_time_permitted(), reason="SCHED_FIFO not permitted here")
 def test_controller_threads_run_real_time_with_the_torque_thread_on_top_and_the_planner_does_not(controller):
     *_, process = controller
-    policies = {}
-    for tid in os.listdir(f"/proc/{process.pid}/task"):
-        try:
-            policies[int(tid)] = (os.sched_getscheduler(int(tid)), os.sched_getparam(int(tid)).sched_priority)
-        except ProcessLookupError:  # a short-lived thread that has just ended
-            continue
+    policies = thread_policies(process.pid)
     assert {policy for policy, _ in policies.values()} == {os.SCHED_FIFO}, "every thread, DDS's included"
     priorities = sorted(priority for _, priority in policies.values())
     assert priorities[-1] == 50 and priorities.count(50) == 1, "the torque thread alone at rt_priority"

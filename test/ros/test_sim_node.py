@@ -1,6 +1,7 @@
 """sim_node in its own process, driven only over ROS topics, services and parameters."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from mbrl_ros.ros.conversions import command_msg
 from mbrl_ros.ros.diagnostics import status_values
 from mbrl_ros.ros.spin import wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
+
+from _realtime import real_time_permitted, thread_policies
 
 RATE_HZ = 500.0
 HOME = np.array([0.0, -0.5, 0.0, -2.0, 0.0, 1.6, 0.8])
@@ -36,6 +39,16 @@ def sim(start_node, client_node):
     assert wait_for(lambda: joints.count > 50, 30.0), f"no joint_states (sim exit code {proc.poll()})"
     assert wait_for(lambda: commands.get_subscription_count() > 0, 10.0)
     return proc, joints, diagnostics, commands
+
+
+@pytest.mark.skipif(not real_time_permitted(), reason="SCHED_FIFO not permitted here")
+def test_the_paced_sim_runs_real_time_with_physics_on_top(sim):
+    """Like the hardware it stands in for, busy processes (a learner) must not delay it."""
+    proc, *_ = sim
+    policies = thread_policies(proc.pid)
+    assert {policy for policy, _ in policies.values()} == {os.SCHED_FIFO}
+    priorities = sorted(priority for _, priority in policies.values())
+    assert priorities[-1] == 40 and priorities.count(40) == 1 and set(priorities[:-1]) == {39}
 
 
 def fresh_counters(diagnostics) -> dict:
