@@ -48,7 +48,7 @@ class StepWindows:
         if self._start_s is None:
             self._start_s, self._x_start = t_s, np.array(x, dtype=float)
             self._u_sum, self._ticks = np.zeros_like(u, dtype=float), 0
-        self._u_sum = self._u_sum + u
+        self._u_sum += u
         self._ticks += 1
 
     def clear(self) -> None:

@@ -214,8 +214,6 @@ class ILQR:
         self.last_result: ILQRResult | None = None
         # Workspaces reused by every iteration.
         self._X = np.zeros((T + 1, self.nx))
-        self._Xn = np.zeros((T + 1, self.nx))
-        self._Un = np.zeros((T, self.nu))
         self._K = np.zeros((T, self.nu, self.nx))
         self._k = np.zeros((T, self.nu))
         self._Quu = np.zeros((T, self.nu, self.nu))
@@ -319,17 +317,9 @@ class ILQR:
             Vxx = 0.5 * (V + V.T)
         return dV1, dV2
 
-    def _forward(self, x0, X, U, alpha):
-        Xn, Un = self._Xn, self._Un
-        Xn[0] = x0
-        for t in range(U.shape[0]):
-            u = U[t] + alpha * self._k[t] + self._K[t] @ (Xn[t] - X[t])
-            Un[t] = self._clip(u)
-            Xn[t + 1] = self.model.step(Xn[t], Un[t])
-        return Xn, Un
-
-    def _forward_batch(self, x0, X, U, alphas):
-        """:meth:`_forward` for every ``alpha`` at once: ``(A, T+1, nx)``, ``(A, T, nu)``."""
+    def _forward(self, x0, X, U, alphas):
+        """Closed-loop rollouts of ``u = clip(û + α k + K (x - x̂))`` for every ``α`` in ``alphas`` at
+        once: ``(A, T+1, nx)``, ``(A, T, nu)``."""
         Xn = np.empty((len(alphas), U.shape[0] + 1, self.nx))
         Un = np.empty((len(alphas), U.shape[0], self.nu))
         Xn[:, 0] = x0
@@ -342,10 +332,11 @@ class ILQR:
     def _line_search_candidates(self, x0, X, U, alphas):
         """``(alpha, X, U)`` for each step length in order, rolled out lazily or all at once."""
         if self._batched_search:
-            yield from zip(alphas, *self._forward_batch(x0, X, U, alphas))
+            yield from zip(alphas, *self._forward(x0, X, U, alphas))
             return
-        for alpha in alphas:
-            yield (alpha, *self._forward(x0, X, U, alpha))
+        for i, alpha in enumerate(alphas):
+            Xn, Un = self._forward(x0, X, U, alphas[i : i + 1])
+            yield alpha, Xn[0], Un[0]
 
     def solve(self, x0: np.ndarray, U_init: np.ndarray) -> ILQRResult:
         """Run iLQR from ``x0`` with the initial guess ``U_init`` ``(T, nu)`` (no warm-start bookkeeping)."""

@@ -158,7 +158,7 @@ class DynamicsLearner(Node):
         # Training the ensemble is background work: a little below the local fit the controller is
         # waiting for (Linux nice values are per thread). Not far below: the sim and the controller
         # are protected by real-time scheduling, and at nice 10 the recorder and a monitor at nice 0
-        # left it a tenth of a core (the demo's final model took 180 s instead of ~20 s).
+        # starved it (the demo's final model took 180 s; at nice 3, with the learner on wall time, 25 s).
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 3)
         while self._running:
             self._global_wakeup.wait()

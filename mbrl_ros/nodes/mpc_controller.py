@@ -397,8 +397,8 @@ class MPCController(Node):
                 if self._phase != "run":
                     return zero
                 if self._trials_run >= s.trials_per_iteration:
-                    received = len(self._episodes.get(self._iteration, []))
-                    if received < s.trials_per_iteration and now - self._last_trial_end_s > _EPISODE_WAIT_S:
+                    received = self._episodes_if_lost(now)
+                    if received is not None:
                         self._trials_run = received  # a trial was lost on the way: run another
                     return zero
             if not self._recorder_listening():
@@ -423,17 +423,23 @@ class MPCController(Node):
     def _handover_step(self, x: np.ndarray, now: float) -> np.ndarray:
         """Hold the goal while the last iteration's update runs; if one of its trials was lost on
         the way, go back to the start and run another."""
-        s = self.settings
         with self._lock:
             # Once the update has closed the last iteration (it then switches the mode) nothing is lost.
-            open_iteration = self._iteration < s.iterations
-            received = len(self._episodes.get(self._iteration, []))
-            if open_iteration and not self._updating and received < s.trials_per_iteration \
-                    and now - self._last_trial_end_s > _EPISODE_WAIT_S:
+            received = self._episodes_if_lost(now) if self._iteration < self.settings.iterations else None
+            if received is not None:
                 self._trials_run = received
                 self._phase = "reset"
                 return np.zeros(len(self._joint_names))
         return self._pd_hold(x, self._handover_q)
+
+    def _episodes_if_lost(self, now: float) -> int | None:
+        """Under the lock: how many of the iteration's episodes arrived, when the rest never will (the
+        recorder discarded a trial); ``None`` while they may still come."""
+        received = len(self._episodes.get(self._iteration, []))
+        if not self._updating and received < self.settings.trials_per_iteration \
+                and now - self._last_trial_end_s > _EPISODE_WAIT_S:
+            return received
+        return None
 
     def _recorder_listening(self) -> bool:
         """A trial whose commands the recorder does not hear yet would become an episode with the

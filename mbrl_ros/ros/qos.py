@@ -24,7 +24,7 @@ JOINT_STATES_SUB = qos_profile_sensor_data
 #: Publishing /joint_states reliable, as ros2_control's joint_state_broadcaster does, so reliable
 #: subscribers such as bag recorders receive it too; but 0.5 s deep instead of its 10 samples: a
 #: reliable reader can only catch up on what the writer still holds, and a recorder starved for
-#: 70-180 ms by the learner lost joint states (trials discarded) with depth 10.
+#: 70-420 ms by the learner lost joint states (trials discarded) with depth 10.
 JOINT_STATES_PUB = _keep_last(250)
 
 #: Torque commands: reliable, volatile, shallow; an old command is worth nothing.
