@@ -19,10 +19,12 @@ def test_step_windows_give_each_model_step_its_states_and_mean_torque():
     steps = windows.take()
     assert len(steps) == 3 and windows.take() == []
     x0, u0, x1 = steps[0]
-    # Ticks 0..12 (t < 0.052) fall in the first step; tick 13 (t = 0.052) starts the second.
-    assert x0[0] == 0.0 and x1[0] == pytest.approx(13 * period)
+    # Ticks 0..12 (t <= 0.048) fall in the first step; its end state is interpolated at exactly 0.05 s
+    # (x = t here), which starts the second.
+    assert x0[0] == 0.0 and x1[0] == pytest.approx(0.05)
     assert u0[0] == pytest.approx(np.mean(np.arange(13)))
-    assert steps[1][0][0] == pytest.approx(x1[0])
+    assert [s[0][0] for s in steps] == pytest.approx([0.0, 0.05, 0.10])
+    assert [s[2][0] for s in steps] == pytest.approx([0.05, 0.10, 0.15])
 
 
 def test_clearing_drops_the_step_in_progress():
