@@ -5,6 +5,8 @@ Writing: :class:`SegmentedBagWriter` stores already-serialized CDR messages as t
 subscribes raw and writes the bytes untouched) with each topic's QoS in the metadata. Every segment
 is a complete bag written under a hidden ``.partial`` name and renamed when closed, so a crash
 loses at most the segment in progress and never leaves a half-written bag under a real name.
+Segments are cut by log time, not by arrival: messages are held back for a while in log-time
+order, so one that a busy subscriber handles late still lands in the segment its time belongs to.
 
 Reading: :func:`open_bags` takes stock of MCAP or sqlite3 bags (topics, types, offered QoS,
 message counts; truncated MCAP files are read up to the damage by :mod:`.mcap_salvage`), then
@@ -15,6 +17,7 @@ clear errors for missing or unreadable bags and absent topics.
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import shutil
 from dataclasses import dataclass
@@ -61,9 +64,16 @@ class TopicSpec:
 
 
 class SegmentedBagWriter:
-    """Writes raw messages into a sequence of complete bags ``<directory>/<segment name>``."""
+    """Writes raw messages into a sequence of complete bags ``<directory>/<segment name>``.
 
-    def __init__(self, directory: str | Path, topics: Sequence[TopicSpec], storage: str = "mcap") -> None:
+    A message is written once it is ``hold_s`` older (in log time) than the newest one given, in
+    log-time order; :meth:`close_segment` can cut at a log time, keeping later messages for the next
+    segment. Holding costs a crash at most ``hold_s`` more of the segment in progress.
+    """
+
+    def __init__(
+        self, directory: str | Path, topics: Sequence[TopicSpec], storage: str = "mcap", hold_s: float = 0.0
+    ) -> None:
         if storage not in STORAGE:
             raise ValueError(f"storage must be one of {sorted(STORAGE)}, got {storage!r}")
         unknown = [t.msgtype for t in topics if t.msgtype not in TYPESTORE.types]
@@ -72,10 +82,15 @@ class SegmentedBagWriter:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._topics = list(topics)
+        self._topic_names = frozenset(t.topic for t in topics)
         self._storage = STORAGE[storage]
         self._writer: Writer | None = None
         self._connections: dict = {}
         self._partial: Path | None = None
+        self._hold_ns = int(hold_s * 1e9)
+        self._held: list[tuple[int, int, str, bytes]] = []  # heap of (log time, arrival, topic, bytes)
+        self._arrivals = itertools.count()
+        self._newest_ns: int | None = None
         self.messages_in_segment = 0
         self.closed_segments: list[Path] = []
 
@@ -92,15 +107,23 @@ class SegmentedBagWriter:
         self.messages_in_segment = 0
 
     def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
-        """Append one serialized message (CDR bytes as received) with its receive time."""
-        if self._writer is None:
-            self._open()
-        try:
-            connection = self._connections[topic]
-        except KeyError:
-            raise ValueError(f"topic {topic!r} is not being recorded; recorded: {sorted(self._connections)}") from None
-        self._writer.write(connection, int(timestamp_ns), bytes(data))
-        self.messages_in_segment += 1
+        """Add one serialized message (CDR bytes as received) with its log time."""
+        if topic not in self._topic_names:
+            raise ValueError(f"topic {topic!r} is not being recorded; recorded: {sorted(self._topic_names)}")
+        if timestamp_ns < 0:
+            raise ValueError(f"a bag's log time cannot be negative ({timestamp_ns} ns on {topic})")
+        heapq.heappush(self._held, (int(timestamp_ns), next(self._arrivals), topic, bytes(data)))
+        self._newest_ns = int(timestamp_ns) if self._newest_ns is None else max(self._newest_ns, int(timestamp_ns))
+        self._write_held(self._newest_ns - self._hold_ns)
+
+    def _write_held(self, until_ns: int | None) -> None:
+        """Write the held messages logged at or before ``until_ns`` (all for ``None``)."""
+        while self._held and (until_ns is None or self._held[0][0] <= until_ns):
+            timestamp_ns, _, topic, data = heapq.heappop(self._held)
+            if self._writer is None:
+                self._open()
+            self._writer.write(self._connections[topic], timestamp_ns, data)
+            self.messages_in_segment += 1
 
     def _name_storage_files(self, name: str) -> None:
         """rosbags names the storage file after the folder it writes (the hidden partial one): give
@@ -113,8 +136,10 @@ class SegmentedBagWriter:
             text = text.replace(data_file.name, final.name)
         metadata.write_text(text)
 
-    def close_segment(self, name: str) -> Path | None:
-        """Finish the segment in progress as ``<directory>/<name>``; ``None`` if nothing was written."""
+    def close_segment(self, name: str, until_ns: int | None = None) -> Path | None:
+        """Finish the segment in progress as ``<directory>/<name>`` with every message logged up to
+        ``until_ns`` (all held ones for ``None``); ``None`` if it has no message."""
+        self._write_held(until_ns)
         if self._writer is None:
             return None
         self._writer.close()

@@ -2,8 +2,8 @@
 
 Subscribes (raw, so bags hold the bytes exactly as received) to ``joint_states``, the torque
 command topic and the controller's trial markers (``/mbrl/trial``). Every trial becomes one bag
-segment ``<bag_dir>/<start>_trial_<n>`` closed when the trial ends (a crash loses at most the trial
-in progress) and one episode, aligned to the controller's period, published on ``/mbrl/episodes``.
+segment ``<bag_dir>/<start>_trial_<n>``, cut at the trial's end by log time (a crash loses at most
+the trial in progress) and one episode, aligned to the controller's period, published on ``/mbrl/episodes``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from mbrl_ros.ros.spin import run_node
 
 #: Stream history kept when no trial is in progress (s).
 _IDLE_HISTORY_S = 5.0
+#: How long (log time) messages wait before being written, so a trial's bag can be cut at its end
+#: even when the recorder handles messages late and out of order. CI saw a 170 ms backlog.
+_BAG_HOLD_S = 1.0
 
 
 class TrajectoryRecorder(Node):
@@ -55,12 +58,13 @@ class TrajectoryRecorder(Node):
                 TopicSpec(self._topics["trial"], "std_msgs/msg/String", bag_qos(reliable=True, depth=10, transient_local=True)),
             ],
             storage=storage,
+            hold_s=_BAG_HOLD_S,
         )
         self._session = datetime.now().strftime("%Y%m%d_%H%M%S")
         self._states: list[tuple[float, tuple[str, ...], np.ndarray, np.ndarray]] = []
         self._commands: list[tuple[float, np.ndarray]] = []
         self._open_trials: dict[int, TrialMarker] = {}
-        self._ended: list[TrialMarker] = []
+        self._ended: dict[TrialMarker, int] = {}  # ended trials not yet cut -> their end marker's log time
         self._counts = {"episodes": 0, "rejected_messages": 0, "failed_trials": 0, "bags": 0}
 
         self._episode_pub = self.create_publisher(UInt8MultiArray, "/mbrl/episodes", qos.EPISODES)
@@ -86,15 +90,22 @@ class TrajectoryRecorder(Node):
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _record(self, key: str, raw: bytes, stamp_ns: int | None = None) -> None:
-        self._writer.write(self._topics[key], self.get_clock().now().nanoseconds if stamp_ns is None else stamp_ns, raw)
+    def _record(self, key: str, raw: bytes, info: MessageInfo) -> int:
+        """Write a message to the bag logged at the time it was sent, not at the time a busy
+        recorder got to it from its queue (the wait, measured on the system clock, is taken off
+        our clock); returns that log time (ns)."""
+        waited_ns = max(0, time.time_ns() - info["source_timestamp"])
+        # Before the first /clock message, sim time reads 0: a bag's log time cannot be negative.
+        log_ns = max(0, self.get_clock().now().nanoseconds - waited_ns)
+        self._writer.write(self._topics[key], log_ns, raw)
+        return log_ns
 
     def _reject(self, what: str, err: Exception) -> None:
         self._counts["rejected_messages"] += 1
         self.get_logger().warn(f"rejected {what}: {err}", throttle_duration_sec=1.0)
 
-    def _on_joint_state(self, raw: bytes) -> None:
-        self._record("joint_states", raw)
+    def _on_joint_state(self, raw: bytes, info: MessageInfo) -> None:
+        self._record("joint_states", raw, info)
         msg = deserialize_message(raw, JointState)
         position, velocity = np.asarray(msg.position), np.asarray(msg.velocity)
         if position.shape != (len(msg.name),) or velocity.shape != position.shape:
@@ -107,18 +118,14 @@ class TrajectoryRecorder(Node):
         self._prune(t)
 
     def _on_command(self, raw: bytes, info: MessageInfo) -> None:
-        # Commands carry no stamp: time them by when they were sent, not by when a busy recorder
-        # got to them from its queue (the wait, measured on the system clock, taken off our clock).
-        waited_ns = max(0, time.time_ns() - info["source_timestamp"])
-        stamp_ns = self.get_clock().now().nanoseconds - waited_ns
-        self._record("commands", raw, stamp_ns)
+        stamp_ns = self._record("commands", raw, info)  # commands carry no stamp: their log time is it
         torque = np.asarray(deserialize_message(raw, Float64MultiArray).data)
         if not np.all(np.isfinite(torque)):
             return self._reject("command", ValueError("non-finite values"))
         self._commands.append((stamp_ns * 1e-9, torque))
 
-    def _on_trial(self, raw: bytes) -> None:
-        self._record("trial", raw)
+    def _on_trial(self, raw: bytes, info: MessageInfo) -> None:
+        log_ns = self._record("trial", raw, info)
         try:
             marker = payloads.decode_trial_marker(deserialize_message(raw, String))
         except InvalidMessage as err:
@@ -127,20 +134,23 @@ class TrajectoryRecorder(Node):
             self._open_trials[marker.trial] = marker
         else:
             self._open_trials.pop(marker.trial, None)
-            self._ended.append(marker)
+            self._ended[marker] = log_ns
 
     def _finish_ended_trials(self, latest_state_s: float) -> None:
         """Align every ended trial whose states are complete (a state at or after its end)."""
         ready = [m for m in self._ended if latest_state_s >= m.end_s]
         for marker in ready:
-            self._ended.remove(marker)
+            marker_log_ns = self._ended.pop(marker)
             try:
                 episode = align_trial(self._state_stream(marker), self._command_stream(marker), marker, self._command_timeout_s)
             except ValueError as err:
                 self._counts["failed_trials"] += 1
                 self.get_logger().error(f"trial {marker.trial} not usable: {err}")
                 continue
-            bag = self._writer.close_segment(f"{self._session}_trial_{marker.trial:04d}")
+            # The bag holds everything logged up to the trial's end, its end marker included.
+            bag = self._writer.close_segment(
+                f"{self._session}_trial_{marker.trial:04d}", until_ns=max(round(marker.end_s * 1e9), marker_log_ns)
+            )
             if bag is not None:
                 self._counts["bags"] += 1
             episode.metadata["bag"] = str(bag) if bag else ""

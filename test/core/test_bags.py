@@ -41,6 +41,22 @@ def test_segments_are_complete_bags_that_read_back(tmp_path, storage):
         "the storage file carries the bag's name, not the hidden partial one"
 
 
+def test_segments_are_cut_by_log_time_whatever_the_arrival_order(tmp_path):
+    # A busy recorder handles a later trial's messages before the state that ends the previous one.
+    writer = SegmentedBagWriter(tmp_path, TOPICS, hold_s=0.5)
+    ms = 1_000_000
+    arrivals = [10, 30, 20, 60, 40, 50]  # ms of log time, in the order they reach the writer
+    for t in arrivals:
+        writer.write("/joint_states", t * ms, joint_state_cdr(t * ms, [t, 0.0]))
+    assert writer.messages_in_segment == 0, "nothing is written before it is hold_s older than the newest"
+    first = writer.close_segment("trial_0001", until_ns=35 * ms)
+    writer.write("/joint_states", 700 * ms, joint_state_cdr(700 * ms, [700, 0.0]))
+    assert writer.messages_in_segment == 3, "held messages are written once hold_s older than the newest"
+    second = writer.close_segment("trial_0002")
+    assert [t for _, t, _ in read_messages([first], ["/joint_states"])] == [10 * ms, 20 * ms, 30 * ms]
+    assert [t for _, t, _ in read_messages([second], ["/joint_states"])] == [40 * ms, 50 * ms, 60 * ms, 700 * ms]
+
+
 def test_a_crash_leaves_only_the_segment_in_progress_unreadable(tmp_path):
     writer = SegmentedBagWriter(tmp_path, TOPICS)
     writer.write("/joint_states", 1, joint_state_cdr(1, [0.0, 0.0]))
@@ -61,6 +77,8 @@ def test_clear_errors(tmp_path):
         list(read_messages([tmp_path / "missing"], ["/joint_states"]))
     with pytest.raises(ValueError, match="not being recorded"):
         writer.write("/other", 1, b"")
+    with pytest.raises(ValueError, match="cannot be negative"):
+        writer.write("/joint_states", -1, b"")
     with pytest.raises(ValueError, match="storage"):
         SegmentedBagWriter(tmp_path, TOPICS, storage="bag")
 

@@ -97,6 +97,22 @@ def test_ilqr_warm_start_shifts_and_policy():
     assert warm.cost_history[0] < 0.1 * cold.cost_history[0]
 
 
+@pytest.mark.parametrize("push", [[0.2, 0.0], [0.0, 1.0], [-0.3, 0.5]])
+def test_a_replan_off_the_plan_starts_from_the_plan_kept_with_its_feedback(push):
+    """A replan comes from a state the previous plan did not foresee (the arm was pushed, or the plan
+    ran late): its first guess is the previous plan continued with its feedback gains, far better
+    than the same actions replayed open loop."""
+    model, cost, settings = _pendulum_problem(T=60)
+    planner = ILQR(model, cost, settings, u_lower=[-6.0], u_upper=[6.0])
+    planner.optimize(np.zeros(2), t0_s=0.0)
+    previous = planner.last_result
+    x1 = previous.X[10] + np.array(push)
+    open_loop = np.r_[previous.U[10:], np.repeat(previous.U[-1:], 10, axis=0)]
+    open_loop_cost = cost.evaluate(planner.rollout(x1, open_loop), open_loop).sum()
+    planner.optimize(x1, t0_s=10 * model.dt_s)
+    assert planner.last_result.cost_history[0] < 0.5 * open_loop_cost
+
+
 def test_ilqr_settings_validation():
     with pytest.raises(ValueError):
         ILQRSettings(horizon_steps=0)
