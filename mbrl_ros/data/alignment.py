@@ -112,7 +112,12 @@ def align_trial(
     stream starting late / ending early by more than half a step).
     """
     times = marker.start_s + marker.dt_s * np.arange(marker.steps + 1)
-    t = np.asarray(states.t_s, dtype=float)
+    # In time order whatever order they arrived in (interpolation and the command lookup need it).
+    order = np.argsort(states.t_s, kind="stable")
+    states = StateStream(np.asarray(states.t_s, dtype=float)[order], states.position[order], states.velocity[order])
+    order = np.argsort(commands.t_s, kind="stable")
+    commands = CommandStream(np.asarray(commands.t_s, dtype=float)[order], commands.torque[order])
+    t = states.t_s
     if t.size < 2:
         raise ValueError(f"trial {marker.trial}: {t.size} joint states, cannot align")
     tolerance = 0.5 * marker.dt_s

@@ -60,6 +60,7 @@ class TrajectoryRecorder(Node):
             storage=storage,
             hold_s=_BAG_HOLD_S,
         )
+        self._last_log_ns: dict[str, int] = {}
         self._session = datetime.now().strftime("%Y%m%d_%H%M%S")
         self._states: list[tuple[float, tuple[str, ...], np.ndarray, np.ndarray]] = []
         self._commands: list[tuple[float, np.ndarray]] = []
@@ -95,8 +96,11 @@ class TrajectoryRecorder(Node):
         recorder got to it from its queue (the wait, measured on the system clock, is taken off
         our clock); returns that log time (ns)."""
         waited_ns = max(0, time.time_ns() - info["source_timestamp"])
-        # Before the first /clock message, sim time reads 0: a bag's log time cannot be negative.
-        log_ns = max(0, self.get_clock().now().nanoseconds - waited_ns)
+        # Never negative (sim time reads 0 before the first /clock), and never before the topic's
+        # previous message: sim time advances in /clock steps while the wait is continuous, so two
+        # joint states 2 ms apart could swap places in the bag and in a replay of it.
+        log_ns = max(0, self.get_clock().now().nanoseconds - waited_ns, self._last_log_ns.get(key, -1) + 1)
+        self._last_log_ns[key] = log_ns
         self._writer.write(self._topics[key], log_ns, raw)
         return log_ns
 

@@ -42,6 +42,27 @@ def test_torque_is_the_command_in_force_mid_step_and_zero_once_stale():
     np.testing.assert_allclose(ep.u[0, :3, 1], [0.0, 10.0, 20.0])
 
 
+def test_streams_out_of_time_order_give_the_same_episode():
+    # A recorder's send-time estimates can swap neighbouring messages; the episode must not change.
+    m = marker(steps=4)
+    t = np.arange(10.0, 10.2, 0.004)
+    commands = CommandStream(t, np.stack([t, -t], axis=1))  # every tick's torque its own
+    states = linear_states()
+    states.position = np.sin(states.position)
+    in_order = align_trial(states, commands, m, command_timeout_s=0.05)
+    def neighbours_swapped(n):
+        i = np.arange(n)
+        even = n - n % 2
+        i[:even] = i[:even].reshape(-1, 2)[:, ::-1].ravel()
+        return i
+
+    s, c = neighbours_swapped(states.t_s.size), neighbours_swapped(t.size)
+    shuffled = align_trial(StateStream(states.t_s[s], states.position[s], states.velocity[s]),
+                           CommandStream(t[c], commands.torque[c]), m, command_timeout_s=0.05)
+    np.testing.assert_array_equal(shuffled.x, in_order.x)
+    np.testing.assert_array_equal(shuffled.u, in_order.u)
+
+
 def test_incomplete_streams_are_refused():
     with pytest.raises(ValueError, match="cover"):
         align_trial(linear_states(t1=10.5), CommandStream(np.zeros(0), np.zeros((0, 2))), marker(), 0.05)
