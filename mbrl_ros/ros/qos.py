@@ -22,10 +22,11 @@ def _keep_last(depth: int, reliable: bool = True, transient_local: bool = False)
 JOINT_STATES_SUB = qos_profile_sensor_data
 
 #: Publishing /joint_states reliable, as ros2_control's joint_state_broadcaster does, so reliable
-#: subscribers such as bag recorders receive it too; but 0.5 s deep instead of its 10 samples: a
-#: reliable reader can only catch up on what the writer still holds, and a recorder starved for
-#: 70-420 ms by the learner lost joint states (trials discarded) with depth 10.
-JOINT_STATES_PUB = _keep_last(250)
+#: subscribers such as bag recorders receive it too; but 2 s deep instead of its 10 samples: a
+#: reliable reader can only catch up on what the writer still holds. A recorder starved for
+#: 70-420 ms by the learner lost joint states (trials discarded) with depth 10, and one demo run
+#: still lost blocks of 84-200 ms from 9 of 49 trials with depth 250 (0.5 s).
+JOINT_STATES_PUB = _keep_last(1000)
 
 #: Torque commands: reliable, volatile, shallow; an old command is worth nothing.
 COMMANDS = _keep_last(1)
@@ -54,7 +55,7 @@ PROGRESS = _keep_last(1000, transient_local=True)
 #: Recording /joint_states: reliable and deep, as a bag recorder must lose nothing while it is busy
 #: writing (ros2_control's joint_state_broadcaster and sim_node publish reliable; a best-effort
 #: publisher is reported by the recorder, not received).
-JOINT_STATES_RECORD = _keep_last(500)
+JOINT_STATES_RECORD = _keep_last(1000)
 
 #: Recording the torque commands: as deep, for the same reason. The arm wants only the newest
 #: command (COMMANDS, depth 1), but a recorder busy closing a bag would keep only the last one and
