@@ -230,8 +230,9 @@ class ILQR:
     def _clip(self, u: np.ndarray) -> np.ndarray:
         return u if self.u_lower is None else np.clip(u, self.u_lower, self.u_upper)
 
-    def _initial_actions(self, x0: np.ndarray, t0_s: float | None) -> np.ndarray:
-        """The previous plan shifted by the time elapsed and rolled out from ``x0`` with its feedback.
+    def _initial_guess(self, x0: np.ndarray, t0_s: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(U, X)``: the previous plan shifted by the time elapsed and rolled out from ``x0`` with
+        its feedback (``X`` is ``None`` for a cold start).
 
         Closed loop, the guess is what the arm does if it keeps the plan it is executing; the shifted
         open-loop actions alone, from a state the plan did not foresee (it was computed from a state
@@ -241,12 +242,12 @@ class ILQR:
         """
         T = self.settings.horizon_steps
         if not self.settings.warm_start or self._warm is None:
-            return self._clip(np.zeros((T, self.nu)))
+            return self._clip(np.zeros((T, self.nu))), None
         shift = 1
         if t0_s is not None and self._t_prev is not None:
             shift = int(round((t0_s - self._t_prev) / self.dt_s))
         if shift >= T:  # the previous plan has run out: nothing of it overlaps this one
-            return self._clip(np.zeros((T, self.nu)))
+            return self._clip(np.zeros((T, self.nu))), None
         shift = max(0, shift)
         shifted = []
         for a in self._warm:
@@ -256,7 +257,8 @@ class ILQR:
             shifted.append(b)
         X, U, K = shifted
         self._K[:], self._k[:] = K, 0.0
-        return self._forward(x0, X, U, np.zeros(1))[1][0]
+        Xn, Un = self._forward(x0, X, U, np.zeros(1))
+        return Un[0], Xn[0]
 
     def rollout(self, x0: np.ndarray, U: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """States ``(T+1, nx)`` from ``x0`` under the open-loop actions ``U`` ``(T, nu)``."""
@@ -343,14 +345,15 @@ class ILQR:
             Xn, Un = self._forward(x0, X, U, alphas[i : i + 1])
             yield alpha, Xn[0], Un[0]
 
-    def solve(self, x0: np.ndarray, U_init: np.ndarray) -> ILQRResult:
-        """Run iLQR from ``x0`` with the initial guess ``U_init`` ``(T, nu)`` (no warm-start bookkeeping)."""
+    def solve(self, x0: np.ndarray, U_init: np.ndarray, X_init: np.ndarray | None = None) -> ILQRResult:
+        """Run iLQR from ``x0`` with the initial guess ``U_init`` ``(T, nu)`` (no warm-start bookkeeping);
+        ``X_init``: its rollout from ``x0``, when the caller has it."""
         s = self.settings
         start = time.perf_counter()
         t_lin = t_bwd = t_fwd = 0.0
         x0 = np.asarray(x0, dtype=float)
         U = self._clip(np.array(U_init, dtype=float))
-        X = self.rollout(x0, U, out=self._X.copy())
+        X = self.rollout(x0, U, out=self._X.copy()) if X_init is None else np.array(X_init, dtype=float)
         J = float(self.cost.evaluate(X, U).sum())
         history = [J]
         mu = s.reg_init
@@ -438,7 +441,8 @@ class ILQR:
     def optimize(self, x0: np.ndarray, t0_s: float | None = None) -> LinearFeedbackPolicy:
         """Plan from ``x0`` at time ``t0_s`` (warm-started by shifting) and return the feedback policy."""
         x0 = np.asarray(x0, dtype=float)
-        result = self.solve(x0, self._initial_actions(x0, t0_s))
+        U0, X0 = self._initial_guess(x0, t0_s)
+        result = self.solve(x0, U0, X0)
         self.last_result = result
         self._warm = (result.X, result.U, result.K)
         self._t_prev = t0_s

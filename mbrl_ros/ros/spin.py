@@ -31,10 +31,12 @@ def spinning_node(name: str) -> Iterator[Node]:
     try:
         yield node
     finally:
+        # The spinning thread must be gone before the context is: a wait it starts on a shut-down
+        # context raises in that thread (seen once in test_learning_system).
         executor.shutdown()
+        thread.join(timeout=2.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-        thread.join(timeout=2.0)
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 0.01) -> bool:
