@@ -16,8 +16,9 @@ recursion (:func:`mbrl_ros.control.lqr.lqr_backward`), so a linear-quadratic pro
 one iteration.
 
 ``optimize(x0, t0_s)`` warm-starts from the previous solution shifted by the elapsed number of steps
-(rolled out from ``x0`` with its feedback gains) and returns a :class:`~mbrl_ros.control.policy.LinearFeedbackPolicy`; the full typed result is kept
-in ``planner.last_result``.
+(rolled out from ``x0`` with its feedback gains) and returns a
+:class:`~mbrl_ros.control.policy.LinearFeedbackPolicy`; the full typed result is kept in
+``planner.last_result``.
 """
 
 from __future__ import annotations
@@ -221,11 +222,6 @@ class ILQR:
     @property
     def bounded(self) -> bool:
         return self.u_lower is not None
-
-    def reset(self) -> None:
-        """Forget the warm start."""
-        self._warm = None
-        self._t_prev = None
 
     def _clip(self, u: np.ndarray) -> np.ndarray:
         return u if self.u_lower is None else np.clip(u, self.u_lower, self.u_upper)

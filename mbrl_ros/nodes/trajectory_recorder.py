@@ -3,7 +3,8 @@
 Subscribes (raw, so bags hold the bytes exactly as received) to ``joint_states``, the torque
 command topic and the controller's trial markers (``/mbrl/trial``). Every trial becomes one bag
 segment ``<bag_dir>/<start>_trial_<n>``, cut at the trial's end by log time (a crash loses at most
-the trial in progress) and one episode, aligned to the controller's period, published on ``/mbrl/episodes``.
+the trial in progress), and one episode, aligned to the controller's period, published on
+``/mbrl/episodes``.
 """
 
 from __future__ import annotations
