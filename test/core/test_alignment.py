@@ -50,6 +50,7 @@ def test_streams_out_of_time_order_give_the_same_episode():
     states = linear_states()
     states.position = np.sin(states.position)
     in_order = align_trial(states, commands, m, command_timeout_s=0.05)
+
     def neighbours_swapped(n):
         i = np.arange(n)
         even = n - n % 2
