@@ -1,14 +1,15 @@
 """Every setting of the arm controller in one frozen dataclass (no ROS).
 
 Field names are the ``mpc_controller`` node's parameter names; :data:`PARAMETERS` describes each
-(meaning, range, whether it can change while running). The node declares its parameters from
-here and validates a proposed change by building a new :class:`ControllerSettings`, so an invalid
-value is refused with this module's ``ValueError`` message as the reason.
+(meaning, range or choices, whether it can change while running). The node declares its
+parameters from here and validates a proposed change by building a new
+:class:`ControllerSettings`, so an invalid value is refused with this module's ``ValueError``
+message as the reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -17,17 +18,11 @@ from mbrl_ros.control.ilqr import ILQRSettings
 from mbrl_ros.control.lg_policy import InitialControllerSettings
 from mbrl_ros.control.lqr_flm import LQRFLMSettings
 from mbrl_ros.control.mppi import MPPISettings
+from mbrl_ros.settings import ParameterInfo, check_parameters
+from mbrl_ros.sim.robots import ROBOTS, robot_spec
 
 MODES = ("lqr_flm", "ilqr", "mppi")
 MODEL_SOURCES = ("learned", "physics")
-
-
-@dataclass(frozen=True)
-class ParameterInfo:
-    description: str
-    low: float | int | None = None
-    high: float | int | None = None
-    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,22 +54,24 @@ class ControllerSettings:
     iterations: int = 10
     init_pd_omega_rad_s: float = 6.0
     init_noise_scale: float = 2.0
-    initial_positions_rad: tuple[float, ...] = (0.0, -0.5, 0.0, -2.0, 0.0, 1.6, 0.8)
+    initial_positions_rad: tuple[float, ...] = ()
     reset_service: str = "/sim_node/reset"
     settle_s: float = 0.3
+    start_tolerance_rad: float = 0.02
+    episode_timeout_s: float = 10.0
+    handover_model_lag_iterations: int = 1
     state_timeout_s: float = 0.1
     rt_priority: int = 50
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, choices in (("mode", MODES), ("final_mode", MODES), ("model_source", MODEL_SOURCES)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
-        for f in fields(self):
-            info = PARAMETERS[f.name]
-            value = getattr(self, f.name)
-            if info.low is not None and not info.low <= value <= info.high:
-                raise ValueError(f"{f.name} must be in [{info.low}, {info.high}], got {value}")
+        check_parameters(self, PARAMETERS)
+        if not self.initial_positions_rad:  # the robot's home pose, from the robot registry
+            object.__setattr__(self, "initial_positions_rad", tuple(robot_spec(self.robot).home_positions_rad))
+        q0 = np.asarray(self.initial_positions_rad, dtype=float)
+        if q0.shape != (robot_spec(self.robot).nq,) or not np.all(np.isfinite(q0)):
+            raise ValueError(f"initial_positions_rad must be {robot_spec(self.robot).nq} finite values for {self.robot}, "
+                             f"got {list(self.initial_positions_rad)}")
         if self.plan_rate_hz > self.control_rate_hz:
             raise ValueError(f"plan_rate_hz {self.plan_rate_hz} must not exceed control_rate_hz {self.control_rate_hz}")
         goal = np.asarray(self.goal_xyz_m, dtype=float)
@@ -119,10 +116,14 @@ class ControllerSettings:
 
 
 PARAMETERS: dict[str, ParameterInfo] = {
-    "robot": ParameterInfo("Robot the controller drives (URDF for limits, kinematics, inertia).", read_only=True),
-    "mode": ParameterInfo("lqr_flm (learn by trials), ilqr or mppi (receding horizon on the global model)."),
-    "final_mode": ParameterInfo("Mode after `iterations` LQR-FLM iterations: hold the goal with ilqr or mppi."),
-    "model_source": ParameterInfo("ilqr/mppi model: learned (the ensemble from /mbrl/model) or physics (URDF)."),
+    "robot": ParameterInfo("Robot the controller drives (URDF for limits, kinematics, inertia).", read_only=True,
+                           choices=tuple(ROBOTS)),
+    "mode": ParameterInfo("lqr_flm (learn by trials), ilqr or mppi (receding horizon on the global model).",
+                          choices=MODES),
+    "final_mode": ParameterInfo("Mode after `iterations` LQR-FLM iterations: hold the goal with ilqr or mppi.",
+                                choices=MODES),
+    "model_source": ParameterInfo("ilqr/mppi model: learned (the ensemble from /mbrl/model) or physics (URDF).",
+                                  choices=MODEL_SOURCES),
     "control_rate_hz": ParameterInfo("Torque publishing rate (Hz).", 10.0, 2000.0, read_only=True),
     "plan_rate_hz": ParameterInfo("Replanning rate of ilqr/mppi (Hz).", 0.5, 500.0),
     "dt_s": ParameterInfo("Model and policy step (s).", 0.005, 0.5, read_only=True),
@@ -146,9 +147,19 @@ PARAMETERS: dict[str, ParameterInfo] = {
     "iterations": ParameterInfo("LQR-FLM iterations before final_mode (0: never switch).", 0, 100000),
     "init_pd_omega_rad_s": ParameterInfo("Initial controller PD natural frequency (rad/s).", 0.1, 100.0, read_only=True),
     "init_noise_scale": ParameterInfo("Initial exploration noise per sqrt(joint inertia).", 1e-6, 100.0, read_only=True),
-    "initial_positions_rad": ParameterInfo("Trial start configuration (rad).", read_only=True),
+    "initial_positions_rad": ParameterInfo(
+        "Start configuration of trials and resets (rad, one per joint); empty: the robot's home pose.", read_only=True),
     "reset_service": ParameterInfo("std_srvs/Trigger resetting the arm between trials; empty: drive back with a PD.", read_only=True),
-    "settle_s": ParameterInfo("Wait after a reset before a trial starts (s).", 0.0, 10.0),
+    "settle_s": ParameterInfo("Wait at the start configuration before a trial or a plan starts (s).", 0.0, 10.0),
+    "start_tolerance_rad": ParameterInfo(
+        "Without a reset service, the PD drive back counts as arrived when every joint is this close to the start "
+        "(rad) and slower than this (rad/s).", 1e-4, 1.0),
+    "episode_timeout_s": ParameterInfo(
+        "An episode the recorder has not delivered this long after its trial ended is lost: the trial is run again (s).",
+        0.5, 600.0),
+    "handover_model_lag_iterations": ParameterInfo(
+        "After the last LQR-FLM iteration the final mode plans only on an ensemble trained on trials at most this many "
+        "iterations older than the last; until then a PD hold keeps the arm where the last trial ended.", 0, 1000),
     "state_timeout_s": ParameterInfo("Older joint states stop torque output (s).", 0.001, 10.0),
     "rt_priority": ParameterInfo(
         "SCHED_FIFO priority of the torque thread where permitted; the node's other threads run one below "
