@@ -21,14 +21,32 @@ from .episodes import Episodes
 TRIAL_MARKER_VERSION = 1
 
 
-def joint_index(names: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
-    """Indices of ``wanted`` joints in a message's ``names`` (joint order differs between arms and
-    drivers: always map by name). Raises ``ValueError`` naming the missing joints."""
-    position = {n: i for i, n in enumerate(names)}
-    missing = [n for n in wanted if n not in position]
-    if missing:
-        raise ValueError(f"joints {missing} are not in the message (it has {list(names)})")
-    return np.array([position[n] for n in wanted], dtype=int)
+class JointMapper:
+    """Where a fixed list of joints sits in messages that name their joints in any order.
+
+    Joint order differs between arms and drivers (joint_state_broadcaster does not keep the URDF's),
+    so joints are always mapped by name. ``joint_names`` is the order wanted; ``None`` takes the
+    first message's joints, in its order. The index of each list of message names is computed once.
+    """
+
+    def __init__(self, joint_names: Sequence[str] | None = None) -> None:
+        self.joint_names: tuple[str, ...] | None = None if joint_names is None else tuple(joint_names)
+        self._index: dict[tuple[str, ...], np.ndarray] = {}
+
+    def index(self, names: Sequence[str]) -> np.ndarray:
+        """Indices of :attr:`joint_names` in a message's ``names``, so ``values[index]`` is in the
+        wanted order. Raises ``ValueError`` naming the joints the message lacks."""
+        names = tuple(names)
+        index = self._index.get(names)
+        if index is None:
+            if self.joint_names is None:
+                self.joint_names = names
+            position = {n: i for i, n in enumerate(names)}
+            missing = [n for n in self.joint_names if n not in position]
+            if missing:
+                raise ValueError(f"joints {missing} are not in the message (it has {list(names)})")
+            index = self._index[names] = np.array([position[n] for n in self.joint_names], dtype=int)
+        return index
 
 
 @dataclass(frozen=True)

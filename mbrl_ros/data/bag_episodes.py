@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .alignment import CommandStream, StateStream, TrialMarker, align_trial, joint_index
+from .alignment import CommandStream, JointMapper, StateStream, TrialMarker, align_trial
 from .bags import BagError, DamagedBag, open_bags, read_messages
 from .episodes import Episodes
 
@@ -66,31 +66,25 @@ def read_streams(
     if topics.trials in bags.topics:
         wanted.append(topics.trials)
     total = sum(bags.message_counts.get(t, 0) for t in wanted)
-    names: tuple[str, ...] | None = tuple(joint_names) if joint_names else None
+    mapper = JointMapper(joint_names or None)
     t, q, qd, effort = [], [], [], []
     cmd_t, cmd = [], []
     markers: list[TrialMarker] = []
-    index_cache: dict[tuple[str, ...], np.ndarray] = {}
     count = 0
     for topic, log_ns, msg in read_messages(bags, wanted, include_damaged=allow_partial):
         count += 1
         if progress is not None and count % 2000 == 0:
             progress(count, total)
         if topic == topics.joint_states:
-            msg_names = tuple(msg.name)
-            if names is None:
-                names = msg_names
-            if msg_names not in index_cache:
-                try:
-                    index_cache[msg_names] = joint_index(msg_names, names)
-                except ValueError as err:
-                    raise BagError(f"{topic}: {err}") from None
-            idx = index_cache[msg_names]
+            try:
+                idx = mapper.index(msg.name)
+            except ValueError as err:
+                raise BagError(f"{topic}: {err}") from None
             t.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
             q.append(np.asarray(msg.position)[idx])
             qd.append(np.asarray(msg.velocity)[idx])
             eff = np.asarray(msg.effort)
-            effort.append(eff[idx] if eff.size == len(msg_names) else np.full(len(idx), np.nan))
+            effort.append(eff[idx] if eff.size == len(msg.name) else np.full(len(idx), np.nan))
         elif topic == topics.commands:
             cmd_t.append(log_ns * 1e-9)
             cmd.append(np.asarray(msg.data, dtype=float))
@@ -104,6 +98,7 @@ def read_streams(
         progress(count, total)
     if not t:
         raise BagError(f"no {topics.joint_states} messages in {', '.join(map(str, bags.paths))}")
+    names = mapper.joint_names
     n = len(names)
     bad = {c.size for c in cmd if c.size != n}
     if bad:

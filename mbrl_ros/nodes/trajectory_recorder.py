@@ -21,7 +21,7 @@ from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
-from mbrl_ros.data.alignment import CommandStream, StateStream, TrialMarker, align_trial, joint_index
+from mbrl_ros.data.alignment import CommandStream, JointMapper, StateStream, TrialMarker, align_trial
 from mbrl_ros.data.bags import SegmentedBagWriter, TopicSpec
 from mbrl_ros.data.bags import qos as bag_qos
 from mbrl_ros.ros import payloads, qos
@@ -165,14 +165,11 @@ class TrajectoryRecorder(Node):
             self.get_logger().info(f"trial {marker.trial} (iteration {marker.iteration}): episode published, bag {bag}")
 
     def _state_stream(self, marker: TrialMarker) -> StateStream:
-        names = marker.joint_names
+        mapper = JointMapper(marker.joint_names or None)
         rows = [s for s in self._states if marker.start_s - 1.0 <= s[0] <= marker.end_s + 1.0]
-        index_by_names: dict[tuple[str, ...], np.ndarray] = {}
         t, q, qd = [], [], []
         for stamp, msg_names, position, velocity in rows:
-            if msg_names not in index_by_names:
-                index_by_names[msg_names] = joint_index(msg_names, names) if names else np.arange(len(msg_names))
-            idx = index_by_names[msg_names]
+            idx = mapper.index(msg_names)
             t.append(stamp)
             q.append(position[idx])
             qd.append(velocity[idx])

@@ -11,7 +11,7 @@ from nav_msgs.msg import Path
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from mbrl_ros.data.alignment import joint_index
+from mbrl_ros.data.alignment import JointMapper
 
 
 class InvalidMessage(ValueError):
@@ -37,11 +37,11 @@ def joint_state_msg(
     return msg
 
 
-def decode_command(msg: Float64MultiArray, n_joints: int) -> np.ndarray:
-    """Torques from a ``Float64MultiArray`` command; raises :class:`InvalidMessage` unless it holds
-    exactly ``n_joints`` finite values."""
+def decode_command(msg: Float64MultiArray, n_joints: int | None = None) -> np.ndarray:
+    """Torques from a ``Float64MultiArray`` command; raises :class:`InvalidMessage` unless its
+    values are finite and, given ``n_joints``, exactly that many."""
     tau = np.asarray(msg.data, dtype=float)
-    if tau.shape != (n_joints,):
+    if n_joints is not None and tau.shape != (n_joints,):
         raise InvalidMessage(f"command has {tau.size} values, expected {n_joints}")
     if not np.all(np.isfinite(tau)):
         raise InvalidMessage(f"command has non-finite values: {tau.tolist()}")
@@ -54,24 +54,27 @@ def command_msg(torque_nm: np.ndarray) -> Float64MultiArray:
 
 
 class JointStateDecoder:
-    """``x = [q; qd]`` in a fixed joint order from JointState messages in any order (mapped by
-    name, index cached per name list); rejects missing joints and non-finite values."""
+    """``x = [q; qd]`` in a fixed joint order from JointState messages that list their joints in
+    any order (mapped by name, :class:`~mbrl_ros.data.alignment.JointMapper`); ``joint_names``
+    ``None`` takes the order of the first message whose lengths agree. Rejects messages whose names, positions and
+    velocities differ in length, that lack a joint, or that hold non-finite values."""
 
-    def __init__(self, joint_names: Sequence[str]) -> None:
-        self.joint_names = tuple(joint_names)
-        self._index: dict[tuple[str, ...], np.ndarray] = {}
+    def __init__(self, joint_names: Sequence[str] | None = None) -> None:
+        self._mapper = JointMapper(joint_names)
+
+    @property
+    def joint_names(self) -> tuple[str, ...] | None:
+        """The order of ``x`` (``None`` until the first message when none was given)."""
+        return self._mapper.joint_names
 
     def decode(self, msg: JointState) -> np.ndarray:
-        names = tuple(msg.name)
-        index = self._index.get(names)
-        if index is None:
-            try:
-                index = joint_index(names, self.joint_names)
-            except ValueError as err:
-                raise InvalidMessage(str(err)) from None
-            self._index[names] = index
+        names = msg.name
         if len(msg.position) != len(names) or len(msg.velocity) != len(names):
             raise InvalidMessage(f"joint state has {len(names)} names, {len(msg.position)} positions, {len(msg.velocity)} velocities")
+        try:
+            index = self._mapper.index(names)
+        except ValueError as err:
+            raise InvalidMessage(str(err)) from None
         x = np.concatenate([np.asarray(msg.position)[index], np.asarray(msg.velocity)[index]])
         if not np.all(np.isfinite(x)):
             raise InvalidMessage("joint state has non-finite positions or velocities")

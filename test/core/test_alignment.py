@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mbrl_ros.data.alignment import CommandStream, StateStream, TrialMarker, align_trial, joint_index
+from mbrl_ros.data.alignment import CommandStream, JointMapper, StateStream, TrialMarker, align_trial
 
 
 def marker(**kw):
@@ -74,10 +74,23 @@ def test_incomplete_streams_are_refused():
         align_trial(gappy, CommandStream(np.zeros(0), np.zeros((0, 2))), marker(), 0.05)
 
 
-def test_joints_are_mapped_by_name():
-    np.testing.assert_array_equal(joint_index(["c", "a", "b"], ["a", "b"]), [1, 2])
-    with pytest.raises(ValueError, match="'z'"):
-        joint_index(["a", "b"], ["a", "z"])
+def test_joints_are_mapped_by_name_once_per_name_list():
+    mapper = JointMapper(["a", "b"])
+    np.testing.assert_array_equal(mapper.index(["c", "a", "b"]), [1, 2])
+    np.testing.assert_array_equal(mapper.index(("b", "a")), [1, 0])
+    assert mapper.index(["c", "a", "b"]) is mapper.index(("c", "a", "b")), "the index of a name list is cached"
+    with pytest.raises(ValueError, match=r"joints \['z'\] are not in the message \(it has \['a', 'b'\]\)"):
+        JointMapper(["a", "z"]).index(["a", "b"])
+
+
+def test_without_a_joint_order_the_first_message_sets_it():
+    mapper = JointMapper()
+    assert mapper.joint_names is None
+    np.testing.assert_array_equal(mapper.index(["b", "a", "c"]), [0, 1, 2])
+    assert mapper.joint_names == ("b", "a", "c")
+    np.testing.assert_array_equal(mapper.index(["a", "b", "c", "d"]), [1, 0, 2])
+    with pytest.raises(ValueError, match=r"\['c'\]"):
+        mapper.index(["a", "b"])
 
 
 def test_trial_markers_round_trip_and_reject_garbage():
