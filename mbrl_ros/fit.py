@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
 from mbrl_ros.data.bag_episodes import BagStreams, BagTopics, episodes_from_streams, read_streams
 from mbrl_ros.data.bags import BagError
 from mbrl_ros.data.episodes import Episodes
@@ -74,7 +75,7 @@ class FitSettings:
     torque_source: str = "commands"
     dt_s: float = 0.05
     steps: int = 100
-    command_timeout_s: float = 0.05
+    command_timeout_s: float = COMMAND_TIMEOUT_S
     holdout_fraction: float = 0.2
     seed: int = 0
     allow_partial: bool = False

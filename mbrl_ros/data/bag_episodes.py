@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
+
 from .alignment import CommandStream, JointMapper, StateStream, TrialMarker, align_trial
 from .bags import BagError, DamagedBag, open_bags, read_messages
 from .episodes import Episodes
@@ -114,7 +116,7 @@ def episodes_from_streams(
     streams: BagStreams,
     dt_s: float,
     steps: int,
-    command_timeout_s: float = 0.05,
+    command_timeout_s: float = COMMAND_TIMEOUT_S,
     torque_source: str = "commands",
 ) -> list[Episodes]:
     """Cut streams into aligned episodes (by trial markers if any, else fixed windows)."""
