@@ -1,5 +1,6 @@
-"""QoS profiles of the topic contract (README "Topics"), in one place."""
+"""QoS profiles of the topic contract (README "Topics"), in one place, and their description in a bag."""
 
+from rclpy.duration import Duration, Infinite
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -7,6 +8,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
 
 def _keep_last(depth: int, reliable: bool = True, transient_local: bool = False) -> QoSProfile:
@@ -61,3 +63,23 @@ JOINT_STATES_RECORD = _keep_last(1000)
 #: command (COMMANDS, depth 1), but a recorder busy closing a bag would keep only the last one and
 #: lose the start of the next trial's torques (seen: 0.1-0.7 s of a trial's commands missing).
 COMMANDS_RECORD = _keep_last(250)
+
+
+def offered_qos(profile: QoSProfile) -> Qos:
+    """rosbag2's description of a topic's offered QoS (``offered_qos_profiles`` in a bag; what
+    ``ros2 bag play`` and ``mbrl-ros replay`` offer it with again) for an rclpy profile."""
+    def duration(value: Duration) -> QosTime:  # unset and infinite are 0, as rosbag2 writes them
+        ns = value.nanoseconds
+        return QosTime(0, 0) if ns <= 0 or ns >= Infinite.nanoseconds else QosTime(ns // 10**9, ns % 10**9)
+
+    return Qos(
+        history=QosHistory[profile.history.name],
+        depth=profile.depth,
+        reliability=QosReliability[profile.reliability.name],
+        durability=QosDurability[profile.durability.name],
+        deadline=duration(profile.deadline),
+        lifespan=duration(profile.lifespan),
+        liveliness=QosLiveliness[profile.liveliness.name],
+        liveliness_lease_duration=duration(profile.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=profile.avoid_ros_namespace_conventions,
+    )

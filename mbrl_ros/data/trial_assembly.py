@@ -1,0 +1,212 @@
+"""The recorder's streams turned into one episode per trial, and where each trial's bag ends (no ROS).
+
+The trajectory_recorder node hands every message it receives to a :class:`TrialAssembler`: a
+decoded joint state with its header stamp, a torque command with its log time (commands carry no
+stamp), a trial marker with its log time. The assembler keeps the recent streams, the open trials
+(started, not ended) and the ended ones still waiting for their last joint states. A trial is
+finished once its end marker has arrived and a joint state stamped at or after its end: it is
+aligned (:func:`~mbrl_ros.data.alignment.align_trial`) into an episode, returned with the log time
+its bag is to be cut at (every message logged up to the trial's end, its end marker included), or
+reported when its states do not cover it. Joint states and commands are kept from a second before
+the oldest open trial's start; while no trial is open, for :data:`IDLE_HISTORY_S`, since a start
+marker can arrive after the trial's first states.
+
+:class:`RecorderNodeSettings` and :data:`RECORDER_PARAMETERS` are the node's parameters.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from mbrl_ros.settings import ParameterInfo, check_parameters
+from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
+
+from .alignment import CommandStream, JointMapper, StateStream, TrialMarker, align_trial
+from .bags import STORAGE
+from .episodes import Episodes
+
+#: Joint states and commands kept while no trial is open (s).
+IDLE_HISTORY_S = 5.0
+#: A trial's streams are taken from this long before its start to this long after its end (s);
+#: pruning keeps this much before the oldest pending start.
+MARGIN_S = 1.0
+#: An open trial whose end marker has not come by the time the joint states are this far past its
+#: end is given up (the controller aborted it), so that the history can be pruned again (s).
+END_MARKER_WAIT_S = 5.0
+#: Finished trials remembered, so that an end marker delivered twice (markers are transient-local:
+#: a subscription that matches the controller again receives its last 10) starts nothing.
+_FINISHED_KEPT = 1000
+
+
+@dataclass(frozen=True)
+class RecorderNodeSettings:
+    """The trajectory_recorder node's parameters; see :data:`RECORDER_PARAMETERS`."""
+
+    bag_dir: str = "mbrl_bags"
+    storage: str = "mcap"
+    command_timeout_s: float = COMMAND_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        check_parameters(self, RECORDER_PARAMETERS)
+
+
+RECORDER_PARAMETERS: dict[str, ParameterInfo] = {
+    "bag_dir": ParameterInfo("Folder receiving one bag per trial.", read_only=True),
+    "storage": ParameterInfo("Bag storage: mcap or sqlite3.", read_only=True, choices=tuple(STORAGE)),
+    "command_timeout_s": ParameterInfo(
+        "The arm's command timeout (s): older commands count as zero torque.", 0.001, 10.0),
+}
+
+
+@dataclass(frozen=True)
+class EpisodeReady:
+    """A finished trial: its episode, to publish, and its bag, to cut.
+
+    Attributes:
+        marker: the trial's end marker.
+        episode: the trial aligned to its control period (N = 1).
+        bag_until_ns: the trial's bag holds every message logged up to this log time (ns).
+        bag_name: ``trial_0007``; a trial number seen before in this run gets ``_2``, ``_3``, ...
+    """
+
+    marker: TrialMarker
+    episode: Episodes
+    bag_until_ns: int
+    bag_name: str
+
+
+@dataclass(frozen=True)
+class UnalignedTrial:
+    """A trial that gives no episode: its states do not cover it, or its end marker never came."""
+
+    marker: TrialMarker
+    reason: str
+
+
+class TrialAssembler:
+    """Buffers the recorder's streams and windows them into trials; feed it every message.
+
+    ``command_timeout_s`` is the arm's command timeout: in an episode, a command older than that
+    counts as zero torque (it may be changed at any time).
+    """
+
+    def __init__(self, command_timeout_s: float = COMMAND_TIMEOUT_S) -> None:
+        self.command_timeout_s = command_timeout_s
+        self._states: list[tuple[float, tuple[str, ...], np.ndarray]] = []  # (stamp s, joint names, [q; qd])
+        self._commands: list[tuple[float, np.ndarray]] = []  # (log time s, torques)
+        self._open: dict[int, TrialMarker] = {}  # trial number -> start marker
+        self._ended: dict[TrialMarker, int] = {}  # end markers of trials not finished -> their log time (ns)
+        # (trial, start_s) of the last finished trials, oldest first: a repeated end marker is ignored.
+        self._finished: dict[tuple[int, float], None] = {}
+        self._episodes_per_number: Counter[int] = Counter()
+        self._mappers: dict[tuple[str, ...] | None, JointMapper] = {}
+        self._newest_state_s = -np.inf
+
+    @property
+    def open_trials(self) -> int:
+        """Trials started and not ended."""
+        return len(self._open)
+
+    @property
+    def history_s(self) -> float:
+        """Time spanned by the joint states held (s)."""
+        if len(self._states) < 2:
+            return 0.0
+        stamps = [s[0] for s in self._states]
+        return max(stamps) - min(stamps)
+
+    def add_state(self, stamp_s: float, joint_names: Sequence[str], x: np.ndarray) -> list[EpisodeReady | UnalignedTrial]:
+        """A valid joint state ``x = [q; qd]`` in the order ``joint_names``, stamped ``stamp_s``;
+        returns the trials it finishes, oldest first."""
+        self._states.append((float(stamp_s), tuple(joint_names), np.asarray(x, dtype=float)))
+        self._newest_state_s = max(self._newest_state_s, float(stamp_s))
+        finished = self._give_up_unended() + self._finish()
+        self._prune()
+        return finished
+
+    def add_command(self, log_ns: int, torque: np.ndarray) -> None:
+        """A valid torque command logged (sent) at ``log_ns``."""
+        self._commands.append((log_ns * 1e-9, np.asarray(torque, dtype=float)))
+
+    def add_marker(self, log_ns: int, marker: TrialMarker) -> list[EpisodeReady | UnalignedTrial]:
+        """A trial marker logged at ``log_ns``; returns the trials finished by it (an end marker
+        arriving after its trial's last joint states)."""
+        key = (marker.trial, marker.start_s)
+        if marker.event == "start":
+            self._open[marker.trial] = marker  # a restarted controller reuses numbers: the newest counts
+            return []
+        opened = self._open.get(marker.trial)
+        if opened is not None and opened.start_s == marker.start_s:
+            del self._open[marker.trial]
+        if key not in self._finished:
+            self._ended.setdefault(marker, log_ns)
+        return self._finish()
+
+    def _finish(self) -> list[EpisodeReady | UnalignedTrial]:
+        """Every ended trial whose states are complete (one stamped at or after its end), in time order."""
+        ready = sorted((m for m in self._ended if self._newest_state_s >= m.end_s), key=lambda m: m.end_s)
+        finished: list[EpisodeReady | UnalignedTrial] = []
+        for marker in ready:
+            marker_log_ns = self._ended.pop(marker)
+            self._remember_finished(marker)
+            try:
+                states = self._state_stream(marker)
+                episode = align_trial(states, self._command_stream(marker, states.position.shape[1]), marker,
+                                      self.command_timeout_s)
+            except ValueError as err:
+                finished.append(UnalignedTrial(marker, str(err)))
+                continue
+            self._episodes_per_number[marker.trial] += 1
+            repeat = self._episodes_per_number[marker.trial]
+            finished.append(EpisodeReady(
+                marker, episode, bag_until_ns=max(round(marker.end_s * 1e9), marker_log_ns),
+                bag_name=f"trial_{marker.trial:04d}" + (f"_{repeat}" if repeat > 1 else ""),
+            ))
+        return finished
+
+    def _remember_finished(self, marker: TrialMarker) -> None:
+        self._finished[(marker.trial, marker.start_s)] = None
+        if len(self._finished) > _FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
+
+    def _give_up_unended(self) -> list[UnalignedTrial]:
+        gone = [m for m in self._open.values() if self._newest_state_s > m.end_s + END_MARKER_WAIT_S]
+        for marker in gone:
+            del self._open[marker.trial]
+            self._remember_finished(marker)  # reported once: an end marker later than this starts nothing
+        return [UnalignedTrial(m, f"trial {m.trial}: no end marker {END_MARKER_WAIT_S:g} s after its end") for m in gone]
+
+    def _state_stream(self, marker: TrialMarker) -> StateStream:
+        """The trial's joint states in its joint order (the states' own when the marker names none)."""
+        wanted = marker.joint_names or None
+        mapper = self._mappers.setdefault(wanted, JointMapper(wanted))
+        low, high = marker.start_s - MARGIN_S, marker.end_s + MARGIN_S
+        t, q, qd = [], [], []
+        for stamp, names, x in self._states:
+            if low <= stamp <= high:
+                index = mapper.index(names)
+                t.append(stamp)
+                q.append(x[index])
+                qd.append(x[len(names) + index])
+        if not t:
+            raise ValueError(f"trial {marker.trial}: no joint states")
+        return StateStream(np.asarray(t), np.asarray(q), np.asarray(qd))
+
+    def _command_stream(self, marker: TrialMarker, n_joints: int) -> CommandStream:
+        low, high = marker.start_s - MARGIN_S, marker.end_s + MARGIN_S
+        rows = [c for c in self._commands if low <= c[0] <= high and c[1].size == n_joints]
+        if not rows:
+            return CommandStream(np.zeros(0), np.zeros((0, n_joints)))
+        return CommandStream(np.array([c[0] for c in rows]), np.stack([c[1] for c in rows]))
+
+    def _prune(self) -> None:
+        pending = [m.start_s for m in (*self._open.values(), *self._ended)]
+        keep_from = (min(pending) if pending else self._newest_state_s - IDLE_HISTORY_S) - MARGIN_S
+        # Amortised: the lists are rebuilt once they hold a margin's worth more than needed.
+        if self._states and self._states[0][0] < keep_from - MARGIN_S:
+            self._states = [s for s in self._states if s[0] >= keep_from]
+            self._commands = [c for c in self._commands if c[0] >= keep_from]
