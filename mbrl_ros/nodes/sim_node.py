@@ -28,10 +28,10 @@ from std_srvs.srv import Trigger
 from mbrl_ros.ros import qos
 from mbrl_ros.ros.conversions import InvalidMessage, decode_command, joint_state_msg, time_msg
 from mbrl_ros.ros.diagnostics import PeriodStats, diagnostic_array, status
-from mbrl_ros.ros.params import declare
+from mbrl_ros.ros.params import LiveSettings, declare_field
 from mbrl_ros.realtime import use_fifo, use_realtime_process
 from mbrl_ros.ros.spin import run_node
-from mbrl_ros.sim import SimSettings, SimulatedArm, robot_spec
+from mbrl_ros.sim import SIM_PARAMETERS, SimNodeSettings, SimulatedArm
 
 #: A pacing loop that falls further behind than this re-synchronises instead of bursting.
 _MAX_LAG_S = 0.1
@@ -40,68 +40,15 @@ _MAX_LAG_S = 0.1
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_node")
-        robot = declare(self, "robot", "panda", "Simulated robot: panda or iiwa.", read_only=True)
-        spec = robot_spec(robot)
-        settings = SimSettings(
-            robot=robot,
-            physics_rate_hz=declare(
-                self, "physics_rate_hz", 1000.0, "Physics step rate (Hz).", low=100.0, high=10000.0, read_only=True
-            ),
-            emulate_gravity_compensation=declare(
-                self,
-                "emulate_gravity_compensation",
-                spec.emulates_gravity_compensation,
-                "Add g(q) to every command, as Franka's FCI does (commands are torques on top of gravity).",
-                read_only=True,
-            ),
-            joint_damping_nms_per_rad=declare(
-                self, "joint_damping_nms_per_rad", 0.0, "Viscous joint damping (N·m·s/rad).", low=0.0, high=100.0,
-                read_only=True,
-            ),
-            initial_positions_rad=tuple(
-                declare(
-                    self, "initial_positions_rad", list(spec.home_positions_rad),
-                    "Reset configuration (rad), one value per arm joint.", read_only=True,
-                )
-            ),
-            reset_noise_rad=declare(
-                self, "reset_noise_rad", 0.0, "Std of Gaussian noise added on reset (rad).", low=0.0, high=1.0,
-                read_only=True,
-            ),
-            seed=declare(self, "seed", 0, "Seed of the reset noise.", low=0, high=2**31 - 1, read_only=True),
-            gui=declare(self, "gui", False, "Open the PyBullet GUI (needs a display).", read_only=True),
-        )
-        self._publish_rate_hz = declare(
-            self, "publish_rate_hz", 500.0, "joint_states rate (Hz); must divide physics_rate_hz.",
-            low=1.0, high=2000.0, read_only=True,
-        )
-        self._steps_per_tick = round(settings.physics_rate_hz / self._publish_rate_hz)
-        if abs(self._steps_per_tick * self._publish_rate_hz - settings.physics_rate_hz) > 1e-6:
-            raise ValueError(
-                f"publish_rate_hz {self._publish_rate_hz} must divide physics_rate_hz {settings.physics_rate_hz}"
-            )
-        self._command_timeout_s = declare(
-            self, "command_timeout_s", 0.05, "Longest a command is applied without a new one (s, sim time).",
-            low=0.001, high=10.0,
-        )
-        self._real_time_factor = declare(
-            self, "real_time_factor", 1.0, "Simulated seconds per wall second; 0 runs as fast as possible.",
-            low=0.0, high=1000.0, read_only=True,
-        )
-        self._publish_clock = declare(
-            self, "publish_clock", False, "Publish /clock and stamp with simulated time (for use_sim_time).",
-            read_only=True,
-        )
-        rt_priority = declare(
-            self, "rt_priority", 40,
-            "SCHED_FIFO priority of the physics thread where permitted, when paced (real_time_factor > 0); "
-            "the node's other threads run one below (0: normal scheduling).", low=0, high=99, read_only=True,
-        )
-        diagnostics_period_s = declare(
-            self, "diagnostics_period_s", 1.0, "Period of /diagnostics (s).", low=0.05, high=60.0, read_only=True
-        )
-        # Ranges are enforced by rclpy before this runs; the post-set callback only applies values.
-        self.add_post_set_parameters_callback(self._on_parameters_set)
+        # The robot first: the gravity compensation and start pose default to its own.
+        robot = declare_field(self, SimNodeSettings(), SIM_PARAMETERS, "robot")
+        self._settings = LiveSettings(self, SimNodeSettings(robot=robot), SIM_PARAMETERS, self._on_settings_changed)
+        settings = self._settings.value
+        self._command_timeout_s = settings.command_timeout_s
+        self._publish_rate_hz = settings.publish_rate_hz
+        self._steps_per_tick = settings.steps_per_tick
+        self._real_time_factor = settings.real_time_factor
+        self._publish_clock = settings.publish_clock
 
         self._arm = SimulatedArm(settings)
         self._lock = threading.Lock()
@@ -118,26 +65,25 @@ class SimNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
         self.create_subscription(Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS)
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(diagnostics_period_s, self._publish_diagnostics)
+        self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
 
         self._running = True
         # Measured without it, on 2 cores with the learner training: a step's new torque reached the
         # physics 2-44 ms (median 4, p90 10-16) of simulated time after the controller sent it, so the
         # recorded (state, torque) pairs no longer described the arm's motion.
-        self._rt_priority = rt_priority if self._real_time_factor > 0 else 0  # unpaced, FIFO would starve the rest
+        self._rt_priority = settings.rt_priority if self._real_time_factor > 0 else 0  # unpaced, FIFO would starve the rest
         self._realtime = use_realtime_process(self._rt_priority, self.get_logger().warn)
         self._thread = threading.Thread(target=self._physics_loop, name="physics", daemon=True)
         self._thread.start()
         self.get_logger().info(
-            f"{robot}: {self._arm.nq} joints, physics {settings.physics_rate_hz:g} Hz, joint_states "
+            f"{settings.robot}: {self._arm.nq} joints, physics {settings.physics_rate_hz:g} Hz, joint_states "
             f"{self._publish_rate_hz:g} Hz, real-time factor {self._real_time_factor:g}, gravity compensation "
             f"{'emulated (commands are added to g(q))' if self._arm.gravity_compensated else 'off'}"
         )
 
-    def _on_parameters_set(self, params) -> None:
-        for p in params:
-            if p.name == "command_timeout_s":
-                self._command_timeout_s = p.value
+    def _on_settings_changed(self, settings: SimNodeSettings, changed: set[str]) -> None:
+        # command_timeout_s is the only one that may change while running.
+        self._command_timeout_s = settings.command_timeout_s
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         try:

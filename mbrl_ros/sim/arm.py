@@ -14,12 +14,15 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
-from .robots import RobotSpec, robot_spec
+from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
+from mbrl_ros.settings import ParameterInfo, check_parameters
+
+from .robots import ROBOTS, RobotSpec, robot_spec
 
 
 @dataclass(frozen=True)
 class SimSettings:
-    """Simulator settings.
+    """Simulator settings; :data:`SIM_PARAMETERS` describes each field (unit, range).
 
     Attributes:
         robot: registered robot name (see :mod:`mbrl_ros.sim.robots`).
@@ -27,7 +30,7 @@ class SimSettings:
         emulate_gravity_compensation: add the gravity torque g(q) to every command, as Franka's
             FCI does. ``None`` takes the robot's own default (on for the Panda, off for the iiwa).
         joint_damping_nms_per_rad: viscous damping torque -d * qd applied on every arm joint.
-        initial_positions_rad: reset configuration; ``None`` takes the robot's home.
+        initial_positions_rad: reset configuration; empty takes the robot's home pose.
         reset_noise_rad: standard deviation of Gaussian noise added to the reset configuration.
         seed: seed of the reset-noise generator.
         gui: open the PyBullet GUI (needs a display) instead of running headless.
@@ -37,25 +40,22 @@ class SimSettings:
     physics_rate_hz: float = 1000.0
     emulate_gravity_compensation: bool | None = None
     joint_damping_nms_per_rad: float = 0.0
-    initial_positions_rad: tuple[float, ...] | None = None
+    initial_positions_rad: tuple[float, ...] = ()
     reset_noise_rad: float = 0.0
     seed: int = 0
     gui: bool = False
 
     def __post_init__(self) -> None:
+        check_parameters(self, SIM_PARAMETERS)
         spec = robot_spec(self.robot)
-        if not np.isfinite(self.physics_rate_hz) or self.physics_rate_hz < 100.0:
-            raise ValueError(f"physics_rate_hz must be >= 100, got {self.physics_rate_hz}")
-        if not self.joint_damping_nms_per_rad >= 0.0:
-            raise ValueError(f"joint_damping_nms_per_rad must be >= 0, got {self.joint_damping_nms_per_rad}")
-        if not self.reset_noise_rad >= 0.0:
-            raise ValueError(f"reset_noise_rad must be >= 0, got {self.reset_noise_rad}")
-        if self.initial_positions_rad is not None:
-            q0 = np.asarray(self.initial_positions_rad, dtype=float)
-            if q0.shape != (spec.nq,) or not np.all(np.isfinite(q0)):
-                raise ValueError(
-                    f"initial_positions_rad must be {spec.nq} finite values for {spec.name}, got {q0.tolist()}"
-                )
+        # The robot's own defaults, resolved here so that the settings say what the arm does.
+        if self.emulate_gravity_compensation is None:
+            object.__setattr__(self, "emulate_gravity_compensation", spec.emulates_gravity_compensation)
+        if not self.initial_positions_rad:
+            object.__setattr__(self, "initial_positions_rad", tuple(spec.home_positions_rad))
+        q0 = np.asarray(self.initial_positions_rad, dtype=float)
+        if q0.shape != (spec.nq,) or not np.all(np.isfinite(q0)):
+            raise ValueError(f"initial_positions_rad must be {spec.nq} finite values for {spec.name}, got {q0.tolist()}")
 
     @property
     def spec(self) -> RobotSpec:
@@ -64,9 +64,63 @@ class SimSettings:
     @property
     def gravity_compensated(self) -> bool:
         """Whether commands are applied on top of the gravity torque."""
-        if self.emulate_gravity_compensation is None:
-            return self.spec.emulates_gravity_compensation
-        return self.emulate_gravity_compensation
+        return bool(self.emulate_gravity_compensation)
+
+
+@dataclass(frozen=True)
+class SimNodeSettings(SimSettings):
+    """The sim_node's parameters: the simulator's settings and how the node runs it.
+
+    Attributes:
+        publish_rate_hz: ``joint_states`` rate; must divide ``physics_rate_hz``.
+        command_timeout_s: longest a command is applied without a new one (simulated time).
+        real_time_factor: simulated seconds per wall second; 0 runs as fast as possible.
+        publish_clock: publish ``/clock`` and stamp with simulated time.
+        rt_priority: SCHED_FIFO priority of the physics thread when paced (0: normal scheduling).
+        diagnostics_period_s: period of ``/diagnostics``.
+    """
+
+    publish_rate_hz: float = 500.0
+    command_timeout_s: float = COMMAND_TIMEOUT_S
+    real_time_factor: float = 1.0
+    publish_clock: bool = False
+    rt_priority: int = 40
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if abs(self.steps_per_tick * self.publish_rate_hz - self.physics_rate_hz) > 1e-6:
+            raise ValueError(f"publish_rate_hz {self.publish_rate_hz} must divide physics_rate_hz {self.physics_rate_hz}")
+
+    @property
+    def steps_per_tick(self) -> int:
+        """Physics steps per published joint state."""
+        return round(self.physics_rate_hz / self.publish_rate_hz)
+
+
+SIM_PARAMETERS: dict[str, ParameterInfo] = {
+    "robot": ParameterInfo("Simulated robot: panda or iiwa.", read_only=True, choices=tuple(ROBOTS)),
+    "physics_rate_hz": ParameterInfo("Physics step rate (Hz).", 100.0, 10000.0, read_only=True),
+    "emulate_gravity_compensation": ParameterInfo(
+        "Add g(q) to every command, as Franka's FCI does (commands are torques on top of gravity); "
+        "the robot's own default unless set.", read_only=True),
+    "joint_damping_nms_per_rad": ParameterInfo("Viscous joint damping (N·m·s/rad).", 0.0, 100.0, read_only=True),
+    "initial_positions_rad": ParameterInfo(
+        "Reset configuration (rad), one value per arm joint; empty: the robot's home pose.", read_only=True),
+    "reset_noise_rad": ParameterInfo("Std of Gaussian noise added on reset (rad).", 0.0, 1.0, read_only=True),
+    "seed": ParameterInfo("Seed of the reset noise.", 0, 2**31 - 1, read_only=True),
+    "gui": ParameterInfo("Open the PyBullet GUI (needs a display).", read_only=True),
+    "publish_rate_hz": ParameterInfo("joint_states rate (Hz); must divide physics_rate_hz.", 1.0, 2000.0,
+                                     read_only=True),
+    "command_timeout_s": ParameterInfo("Longest a command is applied without a new one (s, sim time).", 0.001, 10.0),
+    "real_time_factor": ParameterInfo("Simulated seconds per wall second; 0 runs as fast as possible.", 0.0, 1000.0,
+                                      read_only=True),
+    "publish_clock": ParameterInfo("Publish /clock and stamp with simulated time (for use_sim_time).", read_only=True),
+    "rt_priority": ParameterInfo(
+        "SCHED_FIFO priority of the physics thread where permitted, when paced (real_time_factor > 0); "
+        "the node's other threads run one below (0: normal scheduling).", 0, 99, read_only=True),
+    "diagnostics_period_s": ParameterInfo("Period of /diagnostics (s).", 0.05, 60.0, read_only=True),
+}
 
 
 @dataclass
@@ -180,8 +234,7 @@ class SimulatedArm:
         construction so a sequence of resets is reproducible.
         """
         if positions_rad is None:
-            q0 = self.settings.initial_positions_rad or self.spec.home_positions_rad
-            positions_rad = np.asarray(q0, dtype=float)
+            positions_rad = np.asarray(self.settings.initial_positions_rad, dtype=float)
         q0 = np.asarray(positions_rad, dtype=float)
         if q0.shape != (self.nq,) or not np.all(np.isfinite(q0)):
             raise ValueError(f"reset positions must be {self.nq} finite values, got {q0.tolist()}")

@@ -1,9 +1,12 @@
 """The simulated arm behaves like a torque-controlled arm: gravity, torque response, limits, reset."""
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
-from mbrl_ros.sim import SimSettings, SimulatedArm
+from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
+from mbrl_ros.sim import ROBOTS, SIM_PARAMETERS, SimNodeSettings, SimSettings, SimulatedArm, robot_spec
 
 
 @pytest.fixture
@@ -128,9 +131,32 @@ def test_iiwa_is_selectable_without_emulated_compensation():
 
 
 def test_settings_are_validated():
-    with pytest.raises(ValueError, match="unknown robot"):
+    with pytest.raises(ValueError, match=r"robot must be one of \['panda', 'iiwa'\], got 'ur5'"):
         SimSettings(robot="ur5")
+    with pytest.raises(ValueError, match="reset_noise_rad must be in"):
+        SimSettings(reset_noise_rad=-0.1)
     with pytest.raises(ValueError, match="initial_positions_rad"):
         SimSettings(initial_positions_rad=(0.0, 1.0))
     with pytest.raises(ValueError, match="physics_rate_hz"):
         SimSettings(physics_rate_hz=10.0)
+
+
+
+def test_unset_settings_take_the_robots_own_start_pose_and_gravity_compensation():
+    for robot in ROBOTS:
+        settings = SimSettings(robot=robot)
+        assert settings.initial_positions_rad == robot_spec(robot).home_positions_rad
+        assert settings.emulate_gravity_compensation is robot_spec(robot).emulates_gravity_compensation
+    assert SimSettings(robot="iiwa", emulate_gravity_compensation=True).gravity_compensated
+    with SimulatedArm(SimSettings(robot="iiwa")) as arm:
+        np.testing.assert_allclose(arm.reset().position, robot_spec("iiwa").home_positions_rad, atol=1e-12)
+
+
+def test_the_sim_node_settings_describe_every_field_and_check_the_publish_rate():
+    assert set(SIM_PARAMETERS) == {f.name for f in fields(SimNodeSettings)}
+    settings = SimNodeSettings(physics_rate_hz=2000.0, publish_rate_hz=250.0)
+    assert settings.steps_per_tick == 8 and settings.command_timeout_s == COMMAND_TIMEOUT_S
+    with pytest.raises(ValueError, match="publish_rate_hz 300.0 must divide physics_rate_hz 1000.0"):
+        SimNodeSettings(publish_rate_hz=300.0)
+    with pytest.raises(ValueError, match="rt_priority must be in"):
+        SimNodeSettings(rt_priority=100)
