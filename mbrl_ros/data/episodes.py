@@ -1,4 +1,4 @@
-"""Episodes: N trials × T steps of states, torques and timestamps, and a replay buffer.
+"""Episodes: N trials × T steps of states, torques and timestamps.
 
 Shapes (``N`` trials, ``T`` control steps, state ``x = [q; qd]`` of size ``nx``, torque ``u`` of
 size ``nu``):
@@ -17,7 +17,6 @@ plus a JSON string of metadata) for message codecs and files. No ROS imports her
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,57 +162,3 @@ class Episodes:
                 raise ValueError(f"episodes metadata says {key}={value} but the arrays have {actual[key]}")
         ep.metadata = meta
         return ep
-
-
-class ReplayBuffer:
-    """Keeps the trials of the most recent controller iterations.
-
-    Trials are grouped by controller iteration; once more than ``max_iterations`` iterations are
-    stored the oldest is dropped, and within an iteration only the last ``max_trials_per_iteration``
-    trials are kept.
-    """
-
-    def __init__(self, max_iterations: int = 3, max_trials_per_iteration: int = 20) -> None:
-        if max_iterations < 1 or max_trials_per_iteration < 1:
-            raise ValueError(
-                f"max_iterations and max_trials_per_iteration must be >= 1, got {max_iterations}, {max_trials_per_iteration}"
-            )
-        self.max_iterations = int(max_iterations)
-        self.max_trials_per_iteration = int(max_trials_per_iteration)
-        self._by_iteration: "OrderedDict[int, Episodes]" = OrderedDict()
-
-    def add(self, episodes: Episodes, iteration: int) -> None:
-        """Add trials collected with the controller of ``iteration``."""
-        if self._by_iteration:
-            ref = next(iter(self._by_iteration.values()))
-            if (ref.horizon_steps, ref.nx, ref.nu) != (episodes.horizon_steps, episodes.nx, episodes.nu):
-                raise ValueError(
-                    f"episodes (T, nx, nu) = {(episodes.horizon_steps, episodes.nx, episodes.nu)} differ from the buffer's "
-                    f"{(ref.horizon_steps, ref.nx, ref.nu)}"
-                )
-        if iteration in self._by_iteration:
-            episodes = Episodes.concatenate([self._by_iteration[iteration], episodes])
-        keep = max(0, episodes.n_trials - self.max_trials_per_iteration)
-        self._by_iteration[iteration] = episodes.select(range(keep, episodes.n_trials))
-        self._by_iteration.move_to_end(iteration)
-        while len(self._by_iteration) > self.max_iterations:
-            self._by_iteration.popitem(last=False)
-
-    @property
-    def iterations(self) -> list[int]:
-        return list(self._by_iteration)
-
-    def __len__(self) -> int:
-        return sum(e.n_trials for e in self._by_iteration.values())
-
-    def latest(self) -> Episodes:
-        """Trials of the most recent iteration."""
-        if not self._by_iteration:
-            raise ValueError("the replay buffer is empty")
-        return next(reversed(self._by_iteration.values()))
-
-    def all(self) -> Episodes:
-        """Every stored trial, oldest iteration first."""
-        if not self._by_iteration:
-            raise ValueError("the replay buffer is empty")
-        return Episodes.concatenate(list(self._by_iteration.values()))

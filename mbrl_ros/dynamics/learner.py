@@ -4,7 +4,8 @@ Trials are grouped by controller iteration. When an iteration is complete (``tri
 trials) the local model is fitted: the prior (GMM over recent trials, the global model linearised,
 or none) is updated and a time-varying linear-Gaussian model is conditioned on the iteration's
 trials. The global ensemble trains incrementally on every trial received so far. The ROS node
-(``dynamics_learner``) and ``mbrl-ros fit`` both drive this class.
+(``dynamics_learner``) and ``mbrl-ros fit`` both drive this class; :class:`LearnerNodeSettings`
+and :data:`LEARNER_PARAMETERS` are the node's parameters.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mbrl_ros.data.episodes import Episodes, ReplayBuffer
+from mbrl_ros.data.episodes import Episodes
+from mbrl_ros.dynamics import serialization
 from mbrl_ros.dynamics.ensemble import EnsembleDynamics, EnsembleSettings, TrainStats
 from mbrl_ros.dynamics.tvlg import (
     GlobalModelPrior,
@@ -25,6 +27,7 @@ from mbrl_ros.dynamics.tvlg import (
     TVLGFitSettings,
     fit_tvlg,
 )
+from mbrl_ros.settings import ParameterInfo, check_parameters
 
 LOCAL_PRIORS = ("gmm", "global", "none")
 
@@ -89,7 +92,6 @@ class ModelLearner:
         self._lock = threading.Lock()
         self._pending: dict[int, list[Episodes]] = {}
         self._new_for_ensemble: list[Episodes] = []
-        self.buffer = ReplayBuffer(max_iterations=1000, max_trials_per_iteration=max(20, settings.trials_per_iteration))
         self._physics = None
         base = self.physics_model() if settings.semi_parametric else None
         self.ensemble = (
@@ -107,6 +109,22 @@ class ModelLearner:
 
             self._physics = PhysicsModel.from_robot(self.settings.robot, dt_s=self.settings.dt_s)
         return self._physics
+
+    def start_from_checkpoint(self, path: str) -> tuple[EnsembleDynamics, dict]:
+        """Take the ensemble saved at ``path`` as the global model, trained: it predicts (and, with
+        the ``global`` prior, serves as the prior) at once, and training continues from its
+        weights. Its iteration is not this run's: :attr:`ensemble_iteration` stays until it trains
+        on this run's trials. Returns the model and the file's metadata; raises ``ValueError``
+        (:class:`~mbrl_ros.dynamics.serialization.SerializationError`) for an unreadable file or an
+        ensemble of other dimensions."""
+        base = self.physics_model() if self.settings.semi_parametric else None
+        model, meta = serialization.load_ensemble(path, base_model=base)
+        if (model.nx, model.nu) != (self.nx, self.nu):
+            raise ValueError(f"{path}: ensemble has (nx, nu) = ({model.nx}, {model.nu}), the learner ({self.nx}, {self.nu})")
+        with self._lock:
+            self.ensemble = model
+            self.ensemble_trained = True
+        return model, meta
 
     def _make_prior(self):
         if self.settings.local_prior == "gmm":
@@ -141,7 +159,6 @@ class ModelLearner:
             self.prior = self._make_prior()
         self.prior.update(episodes)
         dynamics = fit_tvlg(episodes, self.prior, self.settings.fit)
-        self.buffer.add(episodes, iteration)
         return LocalFit(dynamics, iteration, episodes.n_trials, time.perf_counter() - start)
 
     def train_global(self, progress: Callable[[int, int], None] | None = None) -> TrainStats | None:
@@ -159,3 +176,73 @@ class ModelLearner:
         self.ensemble_trained = True
         self.ensemble_iteration = max([self.ensemble_iteration] + [int(e.metadata.get("iteration", -1)) for e in new])
         return stats
+
+
+@dataclass(frozen=True)
+class LearnerNodeSettings:
+    """The dynamics_learner node's parameters (see :data:`LEARNER_PARAMETERS`): the learner's
+    settings, flat, and what the node does around it. Defaults are :class:`LearnerSettings`' and
+    :class:`~mbrl_ros.dynamics.ensemble.EnsembleSettings`'."""
+
+    robot: str = LearnerSettings.robot
+    local_prior: str = LearnerSettings.local_prior
+    trials_per_iteration: int = LearnerSettings.trials_per_iteration
+    dt_s: float = LearnerSettings.dt_s
+    ensemble_enabled: bool = True
+    ensemble_members: int = EnsembleSettings.n_members
+    ensemble_elites: int = EnsembleSettings.n_elites
+    ensemble_hidden_units: int = EnsembleSettings.hidden_units
+    ensemble_hidden_layers: int = EnsembleSettings.hidden_layers
+    ensemble_epochs_per_update: int = LearnerSettings.ensemble_epochs_per_update
+    semi_parametric: bool = LearnerSettings.semi_parametric
+    seed: int = LearnerSettings.seed
+    model_dir: str = "mbrl_models"
+    trial_steps: int = 100
+    bag_paths: tuple[str, ...] = ("",)
+    checkpoint: str = ""
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        from mbrl_ros.sim.robots import robot_spec  # imported here, as in physics_model(): fits need no PyBullet
+
+        check_parameters(self, LEARNER_PARAMETERS)
+        robot_spec(self.robot)
+        self.learner()  # checks the combination (elites <= members, ...)
+
+    def learner(self) -> LearnerSettings:
+        ensemble = EnsembleSettings(
+            n_members=self.ensemble_members, n_elites=self.ensemble_elites, hidden_units=self.ensemble_hidden_units,
+            hidden_layers=self.ensemble_hidden_layers, seed=self.seed,
+        ) if self.ensemble_enabled else None
+        return LearnerSettings(
+            trials_per_iteration=self.trials_per_iteration, local_prior=self.local_prior, ensemble=ensemble,
+            ensemble_epochs_per_update=self.ensemble_epochs_per_update, semi_parametric=self.semi_parametric,
+            robot=self.robot, dt_s=self.dt_s, seed=self.seed,
+        )
+
+    @property
+    def seed_bags(self) -> list[str]:
+        """The bags to learn from at start (``bag_paths`` without empty entries)."""
+        return [p for p in self.bag_paths if p]
+
+
+LEARNER_PARAMETERS: dict[str, ParameterInfo] = {
+    "robot": ParameterInfo("Robot whose joints the episodes hold (physics prior / residual base).", read_only=True),
+    "local_prior": ParameterInfo(f"Prior of the local models: {', '.join(LOCAL_PRIORS)}.", read_only=True,
+                                 choices=LOCAL_PRIORS),
+    "trials_per_iteration": ParameterInfo("Trials per controller iteration.", 2, 100, read_only=True),
+    "dt_s": ParameterInfo("Control period of the trials (s).", 0.001, 1.0, read_only=True),
+    "ensemble_enabled": ParameterInfo("Train the global neural-network ensemble.", read_only=True),
+    "ensemble_members": ParameterInfo("Ensemble size E.", 1, 32, read_only=True),
+    "ensemble_elites": ParameterInfo("Members used for prediction.", 1, 32, read_only=True),
+    "ensemble_hidden_units": ParameterInfo("Hidden units per layer.", 8, 2048, read_only=True),
+    "ensemble_hidden_layers": ParameterInfo("Hidden layers.", 1, 8, read_only=True),
+    "ensemble_epochs_per_update": ParameterInfo("Epoch cap per incremental training.", 1, 10000, read_only=True),
+    "semi_parametric": ParameterInfo("Ensemble learns the physics model's residual.", read_only=True),
+    "seed": ParameterInfo("Seed of the GMM and the ensemble.", 0, 2**31 - 1, read_only=True),
+    "model_dir": ParameterInfo("Checkpoint folder.", read_only=True),
+    "trial_steps": ParameterInfo("Steps per trial (for bag seeding).", 1, 100000, read_only=True),
+    "bag_paths": ParameterInfo("Bags to learn from at start (empty: none).", read_only=True),
+    "checkpoint": ParameterInfo("Ensemble checkpoint to start from (empty: none).", read_only=True),
+    "torch_threads": ParameterInfo("Torch CPU threads for training.", 1, 64, read_only=True),
+}

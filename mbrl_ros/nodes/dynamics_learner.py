@@ -22,12 +22,11 @@ from std_msgs.msg import UInt8MultiArray
 from mbrl_ros.data.bag_episodes import episodes_from_streams, read_streams
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics import serialization
-from mbrl_ros.dynamics.ensemble import EnsembleSettings
-from mbrl_ros.dynamics.learner import LOCAL_PRIORS, LearnerSettings, ModelLearner
+from mbrl_ros.dynamics.learner import LEARNER_PARAMETERS, LearnerNodeSettings, ModelLearner
 from mbrl_ros.ros import payloads, qos
 from mbrl_ros.ros.conversions import InvalidMessage
 from mbrl_ros.ros.diagnostics import diagnostic_array, status
-from mbrl_ros.ros.params import declare
+from mbrl_ros.ros.params import declare_settings
 from mbrl_ros.ros.spin import run_node
 from mbrl_ros.sim.robots import robot_spec
 
@@ -35,33 +34,13 @@ from mbrl_ros.sim.robots import robot_spec
 class DynamicsLearner(Node):
     def __init__(self) -> None:
         super().__init__("dynamics_learner")
-        robot = declare(self, "robot", "panda", "Robot whose joints the episodes hold (physics prior / residual base).", read_only=True)
-        ensemble_enabled = declare(self, "ensemble_enabled", True, "Train the global neural-network ensemble.", read_only=True)
-        local_prior = declare(self, "local_prior", "gmm", f"Prior of the local models: {', '.join(LOCAL_PRIORS)}.", read_only=True)
-        self._settings = LearnerSettings(
-            trials_per_iteration=declare(self, "trials_per_iteration", 5, "Trials per controller iteration.", low=2, high=100, read_only=True),
-            local_prior=local_prior,
-            ensemble=EnsembleSettings(
-                n_members=declare(self, "ensemble_members", 7, "Ensemble size E.", low=1, high=32, read_only=True),
-                n_elites=declare(self, "ensemble_elites", 5, "Members used for prediction.", low=1, high=32, read_only=True),
-                hidden_units=declare(self, "ensemble_hidden_units", 200, "Hidden units per layer.", low=8, high=2048, read_only=True),
-                hidden_layers=declare(self, "ensemble_hidden_layers", 4, "Hidden layers.", low=1, high=8, read_only=True),
-            ) if ensemble_enabled else None,
-            ensemble_epochs_per_update=declare(
-                self, "ensemble_epochs_per_update", 50, "Epoch cap per incremental training.", low=1, high=10000, read_only=True
-            ),
-            semi_parametric=declare(self, "semi_parametric", False, "Ensemble learns the physics model's residual.", read_only=True),
-            robot=robot,
-            dt_s=declare(self, "dt_s", 0.05, "Control period of the trials (s).", low=0.001, high=1.0, read_only=True),
-            seed=declare(self, "seed", 0, "Seed of the GMM and the ensemble.", low=0, high=2**31 - 1, read_only=True),
-        )
-        self._model_dir = Path(declare(self, "model_dir", "mbrl_models", "Checkpoint folder.", read_only=True))
-        self._trial_steps = declare(self, "trial_steps", 100, "Steps per trial (for bag seeding).", low=1, high=100000, read_only=True)
-        bag_paths = declare(self, "bag_paths", [""], "Bags to learn from at start (empty: none).", read_only=True)
-        checkpoint = declare(self, "checkpoint", "", "Ensemble checkpoint to start from (empty: none).", read_only=True)
-        torch.set_num_threads(declare(self, "torch_threads", 1, "Torch CPU threads for training.", low=1, high=64, read_only=True))
+        node_settings = declare_settings(self, LearnerNodeSettings(), LEARNER_PARAMETERS)
+        self._settings = node_settings.learner()
+        self._model_dir = Path(node_settings.model_dir)
+        self._trial_steps = node_settings.trial_steps
+        torch.set_num_threads(node_settings.torch_threads)
 
-        spec = robot_spec(robot)
+        spec = robot_spec(node_settings.robot)
         self._joint_names = list(spec.joint_names)
         self._learner = ModelLearner(self._settings, nx=2 * spec.nq, nu=spec.nq)
         self._model_version = 0
@@ -81,25 +60,18 @@ class DynamicsLearner(Node):
             threading.Thread(target=self._local_worker, name="local_fit", daemon=True),
             threading.Thread(target=self._global_worker, name="ensemble_training", daemon=True),
         ]
-        if checkpoint:
-            self._load_checkpoint(checkpoint)
+        if node_settings.checkpoint:
+            model, _ = self._learner.start_from_checkpoint(node_settings.checkpoint)
+            self._publish("ensemble", serialization.ensemble_to_bytes, model, {"source": node_settings.checkpoint})
         for worker in self._workers:
             worker.start()
-        paths = [p for p in bag_paths if p]
-        if paths:
-            self._seed_from_bags(paths)
+        if node_settings.seed_bags:
+            self._seed_from_bags(node_settings.seed_bags)
         self.get_logger().info(
-            f"learning {robot} dynamics: local prior {local_prior}, ensemble "
-            f"{'on' if ensemble_enabled else 'off'}{' (residual on physics)' if self._settings.semi_parametric else ''}, "
+            f"learning {node_settings.robot} dynamics: local prior {node_settings.local_prior}, ensemble "
+            f"{'on' if node_settings.ensemble_enabled else 'off'}{' (residual on physics)' if self._settings.semi_parametric else ''}, "
             f"checkpoints in {self._model_dir}"
         )
-
-    def _load_checkpoint(self, path: str) -> None:
-        base = self._learner.physics_model() if self._settings.semi_parametric else None
-        model, _ = serialization.load_ensemble(path, base_model=base)
-        self._learner.ensemble = model
-        self._learner.ensemble_trained = True
-        self._publish("ensemble", serialization.ensemble_to_bytes, model, {"source": str(path)})
 
     def _seed_from_bags(self, paths: list[str]) -> None:
         streams = read_streams(paths, joint_names=self._joint_names)

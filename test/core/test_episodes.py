@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mbrl_ros.data.episodes import Episodes, ReplayBuffer
+from mbrl_ros.data.episodes import Episodes
 
 
 def _episodes(n=3, T=5, nx=4, nu=2, seed=0, iteration=0):
@@ -67,19 +67,3 @@ def test_transitions_flatten_trials():
     assert x.shape == (6, 4) and u.shape == (6, 2) and xn.shape == (6, 4)
     np.testing.assert_array_equal(xn[0], ep.x[0, 1])
     np.testing.assert_array_equal(x[3], ep.x[1, 0])
-
-
-def test_replay_buffer_keeps_last_iterations_and_trials():
-    buf = ReplayBuffer(max_iterations=2, max_trials_per_iteration=4)
-    for it in range(3):
-        buf.add(_episodes(n=3, seed=it, iteration=it), iteration=it)
-    assert buf.iterations == [1, 2]
-    assert len(buf) == 6
-    buf.add(_episodes(n=3, seed=9), iteration=2)
-    assert buf.latest().n_trials == 4  # 6 trials of iteration 2, the last 4 kept
-    np.testing.assert_array_equal(buf.latest().x[-1], _episodes(n=3, seed=9).x[-1])
-    assert buf.all().n_trials == 7
-    with pytest.raises(ValueError, match="differ"):
-        buf.add(_episodes(nx=6), iteration=3)
-    with pytest.raises(ValueError, match="empty"):
-        ReplayBuffer().latest()

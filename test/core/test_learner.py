@@ -1,7 +1,10 @@
 """ModelLearner: an iteration completes once, however many of its trials arrive; the ensemble says
-which iterations it has seen."""
+which iterations it has seen and can start from a checkpoint; the node's settings."""
+
+from dataclasses import fields
 
 import numpy as np
+import pytest
 
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics.learner import LearnerSettings, ModelLearner
@@ -49,3 +52,73 @@ def test_the_ensemble_reports_the_latest_iteration_it_has_trained_on():
     learner.add(_trial(3, 0))  # a late trial of an older iteration does not move it back
     learner.train_global()
     assert learner.ensemble_iteration == 1
+
+
+def _small_ensemble_settings():
+    from mbrl_ros.dynamics.ensemble import EnsembleSettings
+
+    return EnsembleSettings(n_members=2, n_elites=1, hidden_units=8, hidden_layers=1)
+
+
+def test_a_learner_started_from_a_checkpoint_predicts_as_the_saved_ensemble_and_trains_on(tmp_path):
+    from mbrl_ros.dynamics import serialization
+
+    settings = LearnerSettings(trials_per_iteration=2, local_prior="none", ensemble_epochs_per_update=2,
+                               ensemble=_small_ensemble_settings())
+    trained = ModelLearner(settings, nx=NX, nu=NU)
+    for seed in range(2):
+        trained.add(_trial(seed, iteration=4))
+    trained.train_global()
+    path = tmp_path / "ensemble.safetensors"
+    serialization.save_ensemble(str(path), trained.ensemble, ["a", "b"], model_version=3)
+
+    learner = ModelLearner(settings, nx=NX, nu=NU)
+    assert not learner.ensemble_trained
+    model, meta = learner.start_from_checkpoint(str(path))
+    assert learner.ensemble is model and learner.ensemble_trained and meta["model_version"] == 3
+    x, u = np.random.default_rng(7).standard_normal((6, NX)), np.random.default_rng(8).standard_normal((6, NU))
+    np.testing.assert_array_equal(learner.ensemble.step(x, u), trained.ensemble.step(x, u))
+    # The checkpoint's iterations were another run's; training on this run's trials says which it has seen.
+    assert learner.ensemble_iteration == -1
+    learner.add(_trial(5, iteration=0))
+    learner.train_global()
+    assert learner.ensemble_iteration == 0
+    assert not np.array_equal(learner.ensemble.step(x, u), trained.ensemble.step(x, u)), "training went on from it"
+
+
+def test_a_checkpoint_of_another_arm_is_refused(tmp_path):
+    from mbrl_ros.dynamics import serialization
+    from mbrl_ros.dynamics.ensemble import EnsembleDynamics
+
+    path = tmp_path / "other.safetensors"
+    serialization.save_ensemble(str(path), EnsembleDynamics(6, 3, 0.05, _small_ensemble_settings()))
+    learner = ModelLearner(LearnerSettings(local_prior="none", ensemble=_small_ensemble_settings()), nx=NX, nu=NU)
+    with pytest.raises(ValueError, match=r"\(nx, nu\) = \(6, 3\), the learner \(4, 2\)"):
+        learner.start_from_checkpoint(str(path))
+    assert not learner.ensemble_trained
+
+
+def test_the_node_settings_default_to_the_learner_and_ensemble_defaults():
+    from mbrl_ros.dynamics.ensemble import EnsembleSettings
+    from mbrl_ros.dynamics.learner import LEARNER_PARAMETERS, LearnerNodeSettings
+
+    assert LearnerNodeSettings().learner() == LearnerSettings(ensemble=EnsembleSettings())
+    assert set(LEARNER_PARAMETERS) == {f.name for f in fields(LearnerNodeSettings)}
+    seeded = LearnerNodeSettings(seed=11, ensemble_members=3, ensemble_elites=2).learner()
+    assert (seeded.seed, seeded.ensemble.seed, seeded.ensemble.n_members, seeded.ensemble.n_elites) == (11, 11, 3, 2)
+    assert LearnerNodeSettings(ensemble_enabled=False).learner().ensemble is None
+    assert LearnerNodeSettings(bag_paths=("", "a.mcap", "")).seed_bags == ["a.mcap"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"ensemble_elites": 8}, "n_elites"),
+    ({"trials_per_iteration": 1}, "trials_per_iteration must be in"),
+    ({"local_prior": "gp"}, "local_prior must be one of"),
+    ({"robot": "ur5"}, "unknown robot"),
+    ({"dt_s": 0.0}, "dt_s must be in"),
+])
+def test_invalid_node_settings_are_refused_naming_the_field(changes, message):
+    from mbrl_ros.dynamics.learner import LearnerNodeSettings
+
+    with pytest.raises(ValueError, match=message):
+        LearnerNodeSettings(**changes)
