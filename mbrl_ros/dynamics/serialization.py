@@ -1,10 +1,10 @@
-"""Save and load models and controllers as safetensors + JSON metadata, never with pickle.
+"""Save and load models as safetensors + JSON metadata, never with pickle.
 
 File layout: a standard safetensors file (8-byte little-endian header length, JSON header, raw
 little-endian tensor bytes). Every tensor is float64. The header's ``__metadata__`` carries one
 entry, ``mbrl_ros``, a JSON object with at least::
 
-    {"kind": "lg_policy" | "tvlg" | "ensemble" | "arrays", "version": 1,
+    {"kind": "tvlg" | "ensemble" | "episodes", "version": 1,
      "dims": {"nx": ..., "nu": ..., ...}, "joint_names": [...], "training": {...}, ...}
 
 Writes are atomic (a temporary file in the same directory, fsync, ``os.replace``). Loading parses
@@ -134,38 +134,6 @@ def _dims(meta: dict, keys, source: str) -> dict:
     if any(v < 0 for v in out.values()):
         raise SerializationError(f"{source}: negative dimension in {out}")
     return out
-
-
-# ---- linear-Gaussian controller -----------------------------------------------------------------
-def policy_to_bytes(policy, joint_names=(), training: dict | None = None, **extra) -> bytes:
-    T, nu, nx = policy.K.shape
-    meta = {"kind": "lg_policy", "dims": {"T": T, "nx": nx, "nu": nu}, "joint_names": list(joint_names),
-            "training": training or {}, **extra}
-    return to_bytes(policy.to_arrays(), meta)
-
-
-def policy_from_bytes(data: bytes, source: str = "payload"):
-    from mbrl_ros.control.lg_policy import LinearGaussianPolicy
-
-    arrays, meta = from_bytes(data, "lg_policy", source)
-    d = _dims(meta, ("T", "nx", "nu"), source)
-    T, nx, nu = d["T"], d["nx"], d["nu"]
-    _check_shapes(arrays, {"K": (T, nu, nx), "k": (T, nu), "x_hat": (T, nx), "u_hat": (T, nu), "covar": (T, nu, nu)}, source)
-    try:
-        return LinearGaussianPolicy.from_arrays(arrays), meta
-    except ValueError as exc:
-        raise SerializationError(f"{source}: invalid controller ({exc})") from None
-
-
-def save_policy(path: str, policy, joint_names=(), training: dict | None = None, **extra) -> None:
-    """Save a :class:`~mbrl_ros.control.lg_policy.LinearGaussianPolicy` (kind ``lg_policy``)."""
-    write_bytes(path, policy_to_bytes(policy, joint_names, training, **extra))
-
-
-def load_policy(path: str):
-    """Returns ``(policy, metadata)``."""
-    with open(path, "rb") as fh:
-        return policy_from_bytes(fh.read(), str(path))
 
 
 # ---- TVLG dynamics -------------------------------------------------------------------------------

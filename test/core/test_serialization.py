@@ -7,18 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_ros.control.lg_policy import initial_pd_policy
 from mbrl_ros.dynamics import serialization as ser
 from mbrl_ros.dynamics.ensemble import EnsembleDynamics, EnsembleSettings
 from mbrl_ros.dynamics.tvlg import TVLGDynamics
 
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
-
-
-def _policy(T=10):
-    rng = np.random.default_rng(0)
-    L = rng.standard_normal((7, 7))
-    return initial_pd_policy(T, rng.standard_normal(7), L @ L.T + np.eye(7))
 
 
 def _tvlg(T=10):
@@ -38,19 +31,6 @@ def _ensemble():
     return model
 
 
-def test_policy_round_trip_is_exact(tmp_path):
-    pol = _policy()
-    path = tmp_path / "policy.safetensors"
-    ser.save_policy(str(path), pol, JOINTS, training={"iteration": 3})
-    back, meta = ser.load_policy(str(path))
-    for name, arr in pol.to_arrays().items():
-        np.testing.assert_array_equal(back.to_arrays()[name], arr)
-    assert meta["kind"] == "lg_policy" and meta["version"] == 1
-    assert meta["dims"] == {"T": 10, "nx": 14, "nu": 7}
-    assert meta["joint_names"] == JOINTS and meta["training"] == {"iteration": 3}
-    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
-
-
 def test_tvlg_round_trip_is_exact(tmp_path):
     dyn = _tvlg()
     ser.save_tvlg(str(tmp_path / "m.safetensors"), dyn, JOINTS, {"n_trials": 5})
@@ -58,6 +38,8 @@ def test_tvlg_round_trip_is_exact(tmp_path):
     for name in ("Fm", "fv", "dyn_covar", "x0_mean", "x0_covar"):
         np.testing.assert_array_equal(getattr(back, name), getattr(dyn, name))
     assert back.dt_s == 0.05 and meta["training"] == {"n_trials": 5}
+    assert meta["kind"] == "tvlg" and meta["version"] == 1 and meta["dims"] == {"T": 10, "nx": 14, "nu": 7}
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")], "the temporary file is renamed into place"
 
 
 def test_ensemble_round_trip_predicts_identically(tmp_path):
@@ -77,24 +59,24 @@ def test_ensemble_round_trip_predicts_identically(tmp_path):
 
 
 def test_truncated_file_is_rejected(tmp_path):
-    path = tmp_path / "p.safetensors"
-    ser.save_policy(str(path), _policy())
+    path = tmp_path / "m.safetensors"
+    ser.save_tvlg(str(path), _tvlg())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
     with pytest.raises(ser.SerializationError, match="truncated"):
-        ser.load_policy(str(path))
+        ser.load_tvlg(str(path))
     path.write_bytes(data[:5])
     with pytest.raises(ser.SerializationError, match="too short"):
-        ser.load_policy(str(path))
+        ser.load_tvlg(str(path))
 
 
 def test_wrong_shape_tensor_is_rejected(tmp_path):
-    arrays = _policy().to_arrays()
-    arrays["K"] = arrays["K"][:, :, :10]
-    path = tmp_path / "p.safetensors"
-    ser.save(str(path), arrays, {"kind": "lg_policy", "dims": {"T": 10, "nx": 14, "nu": 7}})
-    with pytest.raises(ser.SerializationError, match="'K' has shape"):
-        ser.load_policy(str(path))
+    dyn = _tvlg()
+    arrays = {"Fm": dyn.Fm, "fv": dyn.fv[:, :10], "dyn_covar": dyn.dyn_covar, "x0_mean": dyn.x0_mean, "x0_covar": dyn.x0_covar}
+    path = tmp_path / "m.safetensors"
+    ser.save(str(path), arrays, {"kind": "tvlg", "dims": {"T": 10, "nx": 14, "nu": 7}})
+    with pytest.raises(ser.SerializationError, match="'fv' has shape"):
+        ser.load_tvlg(str(path))
     model = _ensemble()
     arrays = model.state_arrays()
     arrays["in_mean"] = np.zeros(5)
@@ -112,7 +94,7 @@ def test_pickle_file_is_rejected_without_unpickling(tmp_path):
 
     path.write_bytes(pickle.dumps(Boom()))
     with pytest.raises(ser.SerializationError, match="pickle"):
-        ser.load_policy(str(path))
+        ser.load_tvlg(str(path))
     torch.save({"K": torch.zeros(3)}, str(tmp_path / "t.pt"))
     with pytest.raises(ser.SerializationError):
         ser.load(str(tmp_path / "t.pt"))
@@ -122,21 +104,21 @@ def test_pickle_file_is_rejected_without_unpickling(tmp_path):
 def test_wrong_kind_and_version_are_rejected(tmp_path):
     path = tmp_path / "m.safetensors"
     ser.save_tvlg(str(path), _tvlg())
-    with pytest.raises(ser.SerializationError, match="expected a 'lg_policy'"):
-        ser.load_policy(str(path))
+    with pytest.raises(ser.SerializationError, match="expected a 'ensemble'"):
+        ser.load_ensemble(str(path))
     ser.save(str(path), {"a": np.zeros(2)}, {"kind": "tvlg", "version": 7})
     with pytest.raises(ser.SerializationError, match="version 7"):
         ser.load_tvlg(str(path))
 
 
 def test_corrupted_header_is_rejected(tmp_path):
-    path = tmp_path / "p.safetensors"
-    ser.save_policy(str(path), _policy())
+    path = tmp_path / "m.safetensors"
+    ser.save_tvlg(str(path), _tvlg())
     data = bytearray(path.read_bytes())
     data[10:20] = b"\xff" * 10
     path.write_bytes(bytes(data))
     with pytest.raises(ser.SerializationError, match="corrupted"):
-        ser.load_policy(str(path))
+        ser.load_tvlg(str(path))
 
 
 def test_tvlg_bytes_round_trip_and_atomic_write(tmp_path):
