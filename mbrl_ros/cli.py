@@ -99,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config, raise_keyboard_interrupt
+    from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config
+    from mbrl_ros.ros.spin import raise_keyboard_interrupt
 
     specs = node_specs_from_config(config_path(args.config), parse_overrides(args.param))
     # SIGTERM stops the nodes as Ctrl-C does; SIGINT explicitly, as a shell's background job ignores it.

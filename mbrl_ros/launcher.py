@@ -20,11 +20,6 @@ from pathlib import Path
 PACKAGE = "mbrl_ros"
 
 
-def raise_keyboard_interrupt(signum, frame) -> None:
-    """Signal handler turning SIGTERM (or SIGINT) into ``KeyboardInterrupt``: one clean stop path."""
-    raise KeyboardInterrupt
-
-
 def share_dir() -> Path:
     """The package's share directory: the source tree when running from a checkout (pip -e),
     else the ament index (colcon install)."""

@@ -14,8 +14,12 @@ from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
-from mbrl_ros.launcher import raise_keyboard_interrupt
 from rclpy.node import Node
+
+
+def raise_keyboard_interrupt(signum, frame) -> None:
+    """Signal handler turning SIGTERM (or SIGINT) into ``KeyboardInterrupt``: one clean stop path."""
+    raise KeyboardInterrupt
 
 
 @contextmanager
