@@ -22,12 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _ROOT)
+sys.path.insert(0, os.path.join(_ROOT, "test", "sim"))  # the simulated recording, a test fixture
 
 import mbrl_ros  # noqa: E402,F401  (thread settings before numpy and torch load)
 import torch  # noqa: E402
 
-from mbrl_ros.data.sim_recording import RecordingSettings, record_exploration  # noqa: E402
+from _sim_recording import RecordingSettings, record_exploration  # noqa: E402
 from mbrl_ros.fit import FitSettings, run  # noqa: E402
 
 STEPS, DT_S, TRIALS = 100, 0.05, 50

@@ -113,7 +113,8 @@ def recorded(start_node, client_node, tmp_path_factory):
     commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
     assert wait_for(lambda: commands.get_subscription_count() >= 2 and markers.get_subscription_count() >= 1, 30.0)
     assert wait_until_recording(client_node) and client_node.get_clock().now().nanoseconds > 0
-    # Exploration torques scaled by sqrt(diag M) (DESIGN §6), on top of the emulated gravity compensation.
+    # Exploration torques scaled by sqrt(diag M), as the initial controller's noise (docs/learning.md), on top
+    # of the emulated gravity compensation.
     scale = 0.5 * np.sqrt(np.diag(PhysicsModel.from_robot("panda").mass_matrix(HOME)))
     rng = np.random.default_rng(0)
     for trial in range(TRIALS):

@@ -9,9 +9,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from mbrl_ros.cli import main
 from mbrl_ros.data.bags import TYPESTORE
-from mbrl_ros.data.sim_recording import RecordingSettings, record_exploration
 from mbrl_ros.dynamics import serialization
 from mbrl_ros.launcher import executable_path
+
+from _sim_recording import RecordingSettings, record_exploration
 
 T = TYPESTORE.types
 PANDA = [f"panda_joint{i}" for i in range(1, 8)]

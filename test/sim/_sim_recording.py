@@ -3,13 +3,15 @@
 The bag holds what ``ros2 bag record`` would on a real arm: ``/joint_states`` at the arm's publish
 rate (stamped, with the applied effort), ``/effort_controller/commands`` at the controller's command
 rate, and optionally the controller's trial markers on ``/mbrl/trial``. Trials are separated by a
-pause in the recording (the arm being reset). Bags to try ``mbrl-ros fit`` on without a robot; the
-fit benchmark and tests use them.
+pause in the recording (the arm being reset). A test fixture, not part of the package: the
+``mbrl-ros fit`` tests (``test/sim/test_fit.py``) and its benchmark (``bench/fit.py``, which puts
+this folder on ``sys.path``) fit on these bags.
 
-Every trial resets the arm near home and runs a mass-matrix-scaled PD toward a joint target with
-exploration noise scaled by ``sqrt(diag M)`` (DESIGN §6: what keeps the Panda's light wrist in check
-at a 20 Hz zero-order hold). Like the trials of one LQR-FLM iteration, the trials of an iteration
-share their controller: the target is drawn once per iteration.
+Every trial resets the arm near home and runs the initial controller of LQR-FLM: a
+mass-matrix-scaled PD toward a joint target with exploration noise scaled by ``sqrt(diag M)``
+(``docs/learning.md``, *Controller and LQR-FLM*), which keeps the Panda's light wrist stable at the
+20 Hz zero-order hold. Like the trials of one LQR-FLM iteration, the trials of an iteration share
+their controller: the target is drawn once per iteration.
 """
 
 from __future__ import annotations
