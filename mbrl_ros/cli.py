@@ -46,13 +46,22 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The options among ``names`` given on the command line (the others are left out of ``args``,
+    and their settings class supplies its own defaults)."""
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
 def _demo(args: argparse.Namespace) -> int:
     from mbrl_ros import demo
 
-    return demo.main(demo.DemoSettings(
-        config=args.config, iterations=args.iterations, trials_per_iteration=args.trials, trial_steps=args.steps,
-        hold_s=args.hold_s, real_time_factor=args.real_time_factor, timeout_s=args.timeout_s, runs_dir=args.runs_dir,
-    ))
+    try:
+        settings = demo.DemoSettings(**_given(args, "config", "iterations", "trials_per_iteration", "trial_steps", "hold_s",
+                                              "real_time_factor", "timeout_s", "runs_dir"))
+    except ValueError as err:
+        print(f"mbrl-ros demo: {err}", file=sys.stderr)
+        return 2
+    return demo.main(settings)
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -61,11 +70,9 @@ def _fit(args: argparse.Namespace) -> int:
 
     try:
         settings = fit.FitSettings(
-            bags=tuple(args.bag), out_dir=args.out,
-            topics=BagTopics(joint_states=args.joint_states_topic, commands=args.commands_topic, trials=args.trials_topic),
-            torque_source=args.torque_source, dt_s=args.dt, steps=args.steps, command_timeout_s=args.command_timeout,
-            holdout_fraction=args.holdout, seed=args.seed, allow_partial=args.allow_partial, robot=args.robot,
-            ensemble_epochs=args.epochs,
+            bags=tuple(args.bag), out_dir=args.out, topics=BagTopics(**_given(args, "joint_states", "commands", "trials")),
+            **_given(args, "torque_source", "dt_s", "steps", "command_timeout_s", "holdout_fraction", "seed",
+                     "allow_partial", "robot", "ensemble_epochs"),
         )
     except ValueError as err:
         print(f"mbrl-ros fit: {err}", file=sys.stderr)
@@ -123,6 +130,9 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
+_DEFAULTS_EPILOG = "An option left out takes its default from {cls}."
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbrl-ros", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,16 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default="sim_panda", help="shipped config name or a YAML path")
     check.add_argument("--json", help="also write the report as JSON to this path")
     check.set_defaults(func=_sim_check)
-    demo = sub.add_parser("demo", help="the arm learns to reach from no model (four processes), then holds the goal")
-    demo.add_argument("--config", default="mbrl_sim")
-    demo.add_argument("--iterations", type=int, default=8)
-    demo.add_argument("--trials", type=int, default=5, help="trials per iteration")
-    demo.add_argument("--steps", type=int, default=100, help="steps of dt_s per trial")
-    demo.add_argument("--hold-s", type=float, default=20.0,
+    # demo and fit: an option left out takes its settings class's default (DemoSettings, FitSettings),
+    # which is not restated here; those modules load ROS and torch, so this parser does not import them.
+    demo = sub.add_parser("demo", help="the arm learns to reach from no model (four processes), then holds the goal",
+                          argument_default=argparse.SUPPRESS, epilog=_DEFAULTS_EPILOG.format(cls="mbrl_ros.demo.DemoSettings"))
+    demo.add_argument("--config", metavar="NAME", help="shipped config name or a YAML path")
+    demo.add_argument("--iterations", type=int, metavar="N", help="LQR-FLM iterations")
+    demo.add_argument("--trials", dest="trials_per_iteration", type=int, metavar="N", help="trials per iteration")
+    demo.add_argument("--steps", dest="trial_steps", type=int, metavar="N", help="steps of dt_s per trial")
+    demo.add_argument("--hold-s", dest="hold_s", type=float, metavar="S",
                       help="then measure the controller's final mode (iLQR on the learned model) for this long; 0: skip")
-    demo.add_argument("--real-time-factor", type=float, default=1.0)
-    demo.add_argument("--timeout-s", type=float, default=900.0)
-    demo.add_argument("--runs-dir", default="runs")
+    demo.add_argument("--real-time-factor", dest="real_time_factor", type=float, metavar="F",
+                      help="simulated seconds per wall second")
+    demo.add_argument("--timeout-s", dest="timeout_s", type=float, metavar="S", help="give up after this long")
+    demo.add_argument("--runs-dir", dest="runs_dir", metavar="DIR", help="the run folder goes here")
     demo.set_defaults(func=_demo)
 
     param = sub.add_parser("param", help="list, get, describe or set a running node's parameters (like ros2 param)")
@@ -158,23 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
     param.add_argument("value", nargs="?", help="YAML value, e.g. 40, 0.5, true, [0.4, 0.1, 0.5]")
     param.set_defaults(func=_param)
 
-    fit = sub.add_parser("fit", help="fit dynamics models offline from rosbag2 bags; report held-out prediction errors")
+    fit = sub.add_parser("fit", help="fit dynamics models offline from rosbag2 bags; report held-out prediction errors",
+                         argument_default=argparse.SUPPRESS, epilog=_DEFAULTS_EPILOG.format(cls="mbrl_ros.fit.FitSettings"))
     fit.add_argument("--bag", nargs="+", required=True, metavar="PATH",
                      help="bag directories or files (MCAP, sqlite3), or folders of bags such as a run's bags/")
     fit.add_argument("--out", required=True, metavar="DIR", help="checkpoints, report.json and prediction.png go here")
-    fit.add_argument("--joint-states-topic", default="/joint_states")
-    fit.add_argument("--commands-topic", default="/effort_controller/commands")
-    fit.add_argument("--trials-topic", default="/mbrl/trial", help="trial markers; without them, fixed windows")
-    fit.add_argument("--torque-source", choices=["commands", "effort"], default="commands",
+    fit.add_argument("--joint-states-topic", dest="joint_states", metavar="TOPIC", help="the JointState topic")
+    fit.add_argument("--commands-topic", dest="commands", metavar="TOPIC", help="the torque command topic")
+    fit.add_argument("--trials-topic", dest="trials", metavar="TOPIC",
+                     help="the trial markers' topic; a bag without it is cut into fixed windows")
+    fit.add_argument("--torque-source", dest="torque_source", choices=["commands", "effort"],
                      help="torques from the commands, or from the joint states' effort (arms driven by other controllers)")
-    fit.add_argument("--dt", type=float, default=0.05, help="control period (s) when the bags have no trial markers")
-    fit.add_argument("--steps", type=int, default=100, help="episode length (steps) when the bags have no trial markers")
-    fit.add_argument("--command-timeout", type=float, default=0.05, help="older commands count as zero torque (s)")
-    fit.add_argument("--holdout", type=float, default=0.2, help="fraction of episodes held out for evaluation")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--allow-partial", action="store_true", help="fit on the readable part of truncated/corrupted bags")
-    fit.add_argument("--robot", default="panda", help="joint order and physics model")
-    fit.add_argument("--epochs", type=int, default=200, help="ensemble training epochs (at most; it stops early)")
+    fit.add_argument("--dt", dest="dt_s", type=float, metavar="S", help="control period (s) when the bags have no trial markers")
+    fit.add_argument("--steps", type=int, metavar="N", help="episode length (steps) when the bags have no trial markers")
+    fit.add_argument("--command-timeout", dest="command_timeout_s", type=float, metavar="S",
+                     help="older commands count as zero torque (s; the arm's command timeout)")
+    fit.add_argument("--holdout", dest="holdout_fraction", type=float, metavar="F", help="fraction of episodes held out for evaluation")
+    fit.add_argument("--seed", type=int, metavar="N", help="seeds the split, the GMM and the ensemble")
+    fit.add_argument("--allow-partial", dest="allow_partial", action="store_true",
+                     help="fit on the readable part of truncated/corrupted bags")
+    fit.add_argument("--robot", metavar="NAME", help="joint order and physics model")
+    fit.add_argument("--epochs", dest="ensemble_epochs", type=int, metavar="N", help="ensemble training epochs (at most; it stops early)")
     fit.set_defaults(func=_fit)
 
     replay = sub.add_parser("replay", help="republish a bag's messages with their QoS and timing (like ros2 bag play)")

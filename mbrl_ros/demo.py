@@ -38,7 +38,7 @@ class DemoSettings:
     iterations: int = 8
     trials_per_iteration: int = 5
     trial_steps: int = 100
-    hold_s: float = 0.0
+    hold_s: float = 20.0
     real_time_factor: float = 1.0
     timeout_s: float = 900.0
     runs_dir: str = "runs"
