@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_ros.dynamics.base import DynamicsModel, begin_rollout
+from mbrl_ros.dynamics.base import begin_rollout
 from mbrl_ros.dynamics.ensemble import EnsembleDynamics, EnsembleSettings
 
 SMALL = dict(n_members=4, n_elites=3, hidden_units=32, hidden_layers=2, batch_size=64, seed=0)
@@ -29,8 +29,15 @@ def model():
 
 
 def test_implements_the_protocol_and_predicts(model):
-    assert isinstance(model, DynamicsModel)
     x, u, xn = _pendulum_data(200, 1)
+    assert (model.nx, model.nu, model.dt_s) == (2, 1, 0.05)
+    # step: the elite mean, over any leading dimensions; step_torch: a (B, nx) batch in its dtype.
+    batched = model.step(x[:6].reshape(2, 3, 2), u[:6].reshape(2, 3, 1))
+    assert batched.shape == (2, 3, 2)
+    np.testing.assert_allclose(batched.reshape(6, 2), model.step(x[:6], u[:6]), atol=1e-12)
+    begin_rollout(model, 6, torch.Generator().manual_seed(0))
+    sampled = model.step_torch(torch.tensor(x[:6]), torch.tensor(u[:6]))
+    assert sampled.shape == (6, 2) and sampled.dtype == torch.float64
     mean, ale, epi = model.predict(x, u)
     assert mean.shape == ale.shape == epi.shape == (200, 2)
     assert np.all(ale > 0) and np.all(epi >= 0)

@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
+from matplotlib.image import imread
 
 from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.bag_episodes import episodes_from_streams, read_streams
@@ -77,7 +79,12 @@ def test_the_run_folder_holds_the_curve_and_a_summary_that_matches(summary):
     from pathlib import Path
 
     run_dir = Path(summary["run_dir"])
-    assert (run_dir / "learning_curve.png").stat().st_size > 10_000
+    image = imread(run_dir / "learning_curve.png")
+    assert image.shape[:2] == (400, 1000), "10 x 4 in at 100 dpi"
+    # The iterations' distances and costs (C0), the 3 cm line, the hold's distance when there was one.
+    colours = ("C0", "red") + (("green",) if summary["hold"]["final_distance_m"] is not None else ())
+    for colour in colours:
+        assert (np.abs(image[..., :3] - to_rgb(colour)).max(axis=-1) < 0.05).sum() > 200, f"no {colour} line"
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["iterations"] == summary["iterations"]
     assert any(name.startswith("tvlg_v") for name in on_disk["models"])

@@ -5,6 +5,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
+from matplotlib.image import imread
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from mbrl_ros.cli import main
@@ -60,7 +62,10 @@ def test_a_foreign_sqlite3_bag_fits(foreign_bag, tmp_path, torque_source):
     assert tvlg.horizon_steps == STEPS and meta["joint_names"] == PANDA and meta["n_trials"] == 16
     ensemble, _ = serialization.load_ensemble(str(out / "ensemble_latest.safetensors"))
     assert (ensemble.nx, ensemble.nu) == (14, 7)
-    assert (out / "prediction.png").stat().st_size > 20_000
+    image = imread(out / "prediction.png")
+    assert image.shape[:2] == (828, 990), "11 x 9.2 in at 90 dpi: the 7 joints' plots in 4 rows"
+    for colour in ("k", "C0", "C1", "C2", "C3"):  # the recorded positions, the four models' predictions
+        assert (np.abs(image[..., :3] - to_rgb(colour)).max(axis=-1) < 0.05).sum() > 500, f"no {colour} line"
 
 
 JOINT_STATE, COMMAND, STRING = "sensor_msgs/msg/JointState", "std_msgs/msg/Float64MultiArray", "std_msgs/msg/String"

@@ -9,6 +9,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+from matplotlib.colors import to_rgb
+from matplotlib.image import imread
+
 _BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "learn_reach.py")
 
 
@@ -26,4 +30,7 @@ def test_lqr_flm_learns_reaching_from_no_model(tmp_path):
     assert summary["rows"][-1]["sample_final_distance_m"] < 0.5 * summary["rows"][0]["sample_final_distance_m"]
     for row in summary["rows"][:-1]:
         assert row["kl_nats"] < 1.1 * row["epsilon_nats"]
-    assert (out / "learn_reach.png").stat().st_size > 0
+    image = imread(out / "learn_reach.png")
+    assert image.shape[:2] == (400, 1000), "10 x 4 in at 100 dpi"
+    for colour in ("C0", "C1"):  # the noisy trials and the mean controller, cost and distance
+        assert (np.abs(image[..., :3] - to_rgb(colour)).max(axis=-1) < 0.05).sum() > 200, f"no {colour} line"
