@@ -7,9 +7,11 @@ stamp), a trial marker with its log time. The assembler keeps the recent streams
 finished once its end marker has arrived and a joint state stamped at or after its end: it is
 aligned (:func:`~mbrl_ros.data.alignment.align_trial`) into an episode, returned with the log time
 its bag is to be cut at (every message logged up to the trial's end, its end marker included), or
-reported when its states do not cover it. Joint states and commands are kept from a second before
-the oldest open trial's start; while no trial is open, for :data:`IDLE_HISTORY_S`, since a start
-marker can arrive after the trial's first states.
+reported when its states do not cover it. A trial still open when the next one starts was aborted
+(one controller runs one trial at a time, and ends one before it starts the next): it is reported
+then, or once the joint states are :data:`END_MARKER_WAIT_S` past its end. Joint states and
+commands are kept from a second before the oldest pending trial's start; while no trial is open,
+for :data:`IDLE_HISTORY_S`, since a start marker can arrive after the trial's first states.
 
 :class:`RecorderNodeSettings` and :data:`RECORDER_PARAMETERS` are the node's parameters.
 """
@@ -35,8 +37,9 @@ IDLE_HISTORY_S = 5.0
 #: pruning keeps this much before the oldest pending start.
 MARGIN_S = 1.0
 #: An open trial whose end marker has not come by the time the joint states are this far past its
-#: end is given up (the controller aborted it), so that the history can be pruned again (s).
-END_MARKER_WAIT_S = 5.0
+#: end is given up, so that the history can be pruned again (s). A trial the controller aborts is
+#: given up sooner: when its next trial starts.
+END_MARKER_WAIT_S = 60.0
 #: Finished trials remembered, so that an end marker delivered twice (markers are transient-local:
 #: a subscription that matches the controller again receives its last 10) starts nothing.
 _FINISHED_KEPT = 1000
@@ -98,7 +101,7 @@ class TrialAssembler:
         self.command_timeout_s = command_timeout_s
         self._states: list[tuple[float, tuple[str, ...], np.ndarray]] = []  # (stamp s, joint names, [q; qd])
         self._commands: list[tuple[float, np.ndarray]] = []  # (log time s, torques)
-        self._open: dict[int, TrialMarker] = {}  # trial number -> start marker
+        self._open: TrialMarker | None = None  # the start marker of the trial in progress
         self._ended: dict[TrialMarker, int] = {}  # end markers of trials not finished -> their log time (ns)
         # (trial, start_s) of the last finished trials, oldest first: a repeated end marker is ignored.
         self._finished: dict[tuple[int, float], None] = {}
@@ -108,8 +111,8 @@ class TrialAssembler:
 
     @property
     def open_trials(self) -> int:
-        """Trials started and not ended."""
-        return len(self._open)
+        """Trials started and not ended (0 or 1)."""
+        return int(self._open is not None)
 
     @property
     def history_s(self) -> float:
@@ -133,15 +136,19 @@ class TrialAssembler:
         self._commands.append((log_ns * 1e-9, np.asarray(torque, dtype=float)))
 
     def add_marker(self, log_ns: int, marker: TrialMarker) -> list[EpisodeReady | UnalignedTrial]:
-        """A trial marker logged at ``log_ns``; returns the trials finished by it (an end marker
-        arriving after its trial's last joint states)."""
+        """A trial marker logged at ``log_ns``; returns the trials finished by it: an end marker
+        arriving after its trial's last joint states, a start marker while a trial is open."""
         key = (marker.trial, marker.start_s)
         if marker.event == "start":
-            self._open[marker.trial] = marker  # a restarted controller reuses numbers: the newest counts
-            return []
-        opened = self._open.get(marker.trial)
-        if opened is not None and opened.start_s == marker.start_s:
-            del self._open[marker.trial]
+            # One controller runs one trial at a time and publishes a trial's end marker before the
+            # next start: a trial still open now was aborted (or its controller restarted).
+            aborted, self._open = self._open, marker
+            if aborted is None:
+                return []
+            self._remember_finished(aborted)
+            return [UnalignedTrial(aborted, f"trial {aborted.trial}: trial {marker.trial} started before its end marker came")]
+        if self._open is not None and (self._open.trial, self._open.start_s) == key:
+            self._open = None
         if key not in self._finished:
             self._ended.setdefault(marker, log_ns)
         return self._finish()
@@ -174,11 +181,12 @@ class TrialAssembler:
             del self._finished[next(iter(self._finished))]
 
     def _give_up_unended(self) -> list[UnalignedTrial]:
-        gone = [m for m in self._open.values() if self._newest_state_s > m.end_s + END_MARKER_WAIT_S]
-        for marker in gone:
-            del self._open[marker.trial]
-            self._remember_finished(marker)  # reported once: an end marker later than this starts nothing
-        return [UnalignedTrial(m, f"trial {m.trial}: no end marker {END_MARKER_WAIT_S:g} s after its end") for m in gone]
+        gone = self._open
+        if gone is None or self._newest_state_s <= gone.end_s + END_MARKER_WAIT_S:
+            return []
+        self._open = None
+        self._remember_finished(gone)  # reported once: an end marker later than this starts nothing
+        return [UnalignedTrial(gone, f"trial {gone.trial}: no end marker {END_MARKER_WAIT_S:g} s after its end")]
 
     def _state_stream(self, marker: TrialMarker) -> StateStream:
         """The trial's joint states in its joint order (the states' own when the marker names none)."""
@@ -204,7 +212,7 @@ class TrialAssembler:
         return CommandStream(np.array([c[0] for c in rows]), np.stack([c[1] for c in rows]))
 
     def _prune(self) -> None:
-        pending = [m.start_s for m in (*self._open.values(), *self._ended)]
+        pending = [m.start_s for m in ([self._open] if self._open else []) + list(self._ended)]
         keep_from = (min(pending) if pending else self._newest_state_s - IDLE_HISTORY_S) - MARGIN_S
         # Amortised: the lists are rebuilt once they hold a margin's worth more than needed.
         if self._states and self._states[0][0] < keep_from - MARGIN_S:

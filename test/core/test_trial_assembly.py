@@ -245,3 +245,14 @@ def test_the_newest_state_counts_not_the_last_handled():
     feed(assembler, events[:trigger + 1])
     (ready,) = assembler.add_marker(ns(10.501), marker("end"))
     np.testing.assert_array_equal(ready.episode.x, expected_episode().x)
+
+
+def test_an_aborted_trial_is_given_up_when_the_next_one_starts():
+    assembler = TrialAssembler()
+    aborted = [e for e in trial_events(start_s=10.0, trial=1) if not (e[0] == "marker" and e[2].event == "end")]
+    assert feed(assembler, aborted) == [] and assembler.open_trials == 1
+    finished = feed(assembler, trial_events(start_s=11.0, trial=2, t0=10.52))
+    assert [type(f) for f in finished] == [UnalignedTrial, EpisodeReady]
+    assert finished[0].marker.trial == 1 and "trial 2 started before its end marker came" in finished[0].reason
+    assert finished[1].marker.trial == 2
+    assert assembler.add_marker(ns(12.0), marker("end", 1, 10.0)) == [], "its end marker, late, starts nothing"
