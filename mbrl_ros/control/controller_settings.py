@@ -23,6 +23,9 @@ from mbrl_ros.sim.robots import ROBOTS, robot_spec
 
 MODES = ("lqr_flm", "ilqr", "mppi")
 MODEL_SOURCES = ("learned", "physics")
+#: The fields :meth:`ControllerSettings.cost` reads: a change to one of them rebuilds the cost.
+COST_FIELDS = frozenset({"goal_xyz_m", "ee_weight", "ee_weight_terminal", "effort_weight", "velocity_weight",
+                         "velocity_weight_terminal"})
 
 
 @dataclass(frozen=True)

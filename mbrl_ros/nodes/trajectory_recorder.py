@@ -140,7 +140,8 @@ class TrajectoryRecorder(Node):
             self._open_trials[marker.trial] = marker
         else:
             self._open_trials.pop(marker.trial, None)
-            self._ended[marker] = log_ns
+            if marker.event == "end":  # an aborted trial's torques are not its controller's: no episode
+                self._ended[marker] = log_ns
 
     def _finish_ended_trials(self, latest_state_s: float) -> None:
         """Align every ended trial whose states are complete (a state at or after its end)."""
@@ -211,7 +212,9 @@ class TrajectoryRecorder(Node):
 
 
 def main(args=None) -> None:
-    run_node(TrajectoryRecorder, args)
+    # rclpy's events executor cannot pass a callback its MessageInfo (it raises SystemError), and
+    # the recorder logs every message at its send time, which only MessageInfo gives.
+    run_node(TrajectoryRecorder, args, events_executor=False)
 
 
 if __name__ == "__main__":
