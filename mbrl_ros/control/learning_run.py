@@ -103,12 +103,15 @@ class UpdateReport:
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """Plan from state ``x`` at time ``t0_s`` towards ``goal`` (end-effector target, m)."""
+    """Plan from state ``x`` measured at time ``t0_s`` towards ``goal`` (end-effector target, m);
+    ``policy`` is the plan in force (``None`` under a PD hold), for predicting where the arm will be
+    when the new plan takes effect (:mod:`mbrl_ros.control.latency`)."""
 
     x: np.ndarray
     t0_s: float
     goal: np.ndarray
     epoch: int
+    policy: LinearFeedbackPolicy | None = None
 
 
 class LearningRun:
@@ -470,7 +473,8 @@ class LearningRun:
             if x is None or self.settings.mode not in PLANNING_MODES \
                     or self.phase not in (Phase.HOLDING, Phase.PLANNING) or not self._model_ready():
                 return None
-            return PlanRequest(np.array(x, dtype=float), now_s, self._goal.copy(), self._epoch)
+            in_force = (self._pending or self._policy) if self.phase is Phase.PLANNING else None
+            return PlanRequest(np.array(x, dtype=float), now_s, self._goal.copy(), self._epoch, in_force)
 
     def on_plan(self, policy: LinearFeedbackPolicy, request: PlanRequest, now_s: float) -> str:
         """Hand back the plan made for ``request``: ``accepted``, ``stale`` (most of it already in
