@@ -55,11 +55,15 @@ def closed_loop_rollout(model, x0, X_ref, U_ref, K=None, k=None, alphas=(0.0,), 
     return X, U
 
 
-def shift_held(a, shift: int):
-    """``a[shift:]`` followed by ``a[-1]`` repeated ``shift`` times, as a new array of the same
-    length (numpy array or torch tensor): a plan's warm start ``shift`` knots later."""
+def shift_held(a, shift: int, fill=None):
+    """``a[shift:]`` followed by ``a[-1]`` (or ``fill``) repeated ``shift`` times, as a new array of
+    the same length (numpy array or torch tensor): a plan's warm start ``shift`` knots later."""
     n = a.shape[0]
-    return a[np.minimum(np.arange(n) + max(0, int(shift)), n - 1)]
+    shift = min(max(0, int(shift)), n)
+    out = a[np.minimum(np.arange(n) + shift, n - 1)]
+    if fill is not None and shift:
+        out[n - shift:] = fill
+    return out
 
 
 class LinearFeedbackPolicy:

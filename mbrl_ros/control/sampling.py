@@ -21,8 +21,9 @@ A sample whose rollout or cost is not finite gets an infinite cost and no weight
 of an iteration is non-finite, or the nominal plan is, ``optimize`` raises
 :class:`~mbrl_ros.control.policy.PlanningFailed`.
 
-Warm start: the previous plan shifted by the elapsed number of steps (last knot held) and rolled out
-from the new ``x0`` with its feedback, i.e. what the arm does if it keeps the plan. A model with a
+Warm start: the previous plan shifted by the elapsed number of steps (new knots with zero
+feed-forward torque, the last nominal state held as their reference) and rolled out from the new
+``x0`` with its feedback, i.e. what the arm does if it keeps the plan. A model with a
 ``prepare_plan(x0, U_nominal, dtype)`` method (e.g.
 :class:`~mbrl_ros.control.linearized.LinearizedRolloutModel`) is given that nominal and the
 planner's torch dtype before the samples are drawn. ``planner.last_result`` is a
@@ -180,7 +181,9 @@ class SamplingPlanner:
             return
         shift = min(elapsed_steps(t0_s, self._t_prev, self.dt_s), self.settings.horizon_steps)
         if shift:
-            self.mean = shift_held(self.mean, shift)
+            # New knots start from zero feed-forward: held, the last torque of a plan that still
+            # accelerates at its end compounds over the replans (measured: a 1-D reach diverged).
+            self.mean = shift_held(self.mean, shift, fill=0.0)
             self._nominal = shift_held(self._nominal, shift)
             if self.gains is not None:
                 self.gains = shift_held(self.gains, shift)
