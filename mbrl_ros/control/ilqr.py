@@ -309,13 +309,15 @@ class ILQR:
         return closed_loop_rollout(self.model, x0, X, U, self._K, self._k, alphas, self.u_lower, self.u_upper)
 
     def _line_search_candidates(self, x0, X, U, alphas):
-        """``(alpha, X, U)`` for each step length in order, rolled out lazily or all at once."""
+        """``(alpha, X, U)`` for each step length in order: the full step alone (a warm-started
+        replan mostly accepts it), then the others lazily or, when batches are cheap, all at once."""
+        yield (alphas[0], *(a[0] for a in self._forward(x0, X, U, alphas[:1])))
         if self._batched_search:
-            yield from zip(alphas, *self._forward(x0, X, U, alphas))
+            yield from zip(alphas[1:], *self._forward(x0, X, U, alphas[1:]))
             return
-        for i, alpha in enumerate(alphas):
+        for i in range(1, len(alphas)):
             Xn, Un = self._forward(x0, X, U, alphas[i : i + 1])
-            yield alpha, Xn[0], Un[0]
+            yield alphas[i], Xn[0], Un[0]
 
     def solve(self, x0: np.ndarray, U_init: np.ndarray, X_init: np.ndarray | None = None) -> ILQRResult:
         """Run iLQR from ``x0`` with the initial guess ``U_init`` ``(T, nu)`` (no warm-start bookkeeping);

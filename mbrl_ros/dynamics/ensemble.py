@@ -172,6 +172,27 @@ class _EliteNet:
         self.out_std = model.out_std.to(device, dtype)
         self.n_elites = len(model.elites)
         self.dtype = dtype
+        self.numpy = None
+        if device.type == "cpu":
+            as_np = lambda t: t.detach().numpy()  # noqa: E731
+            self.numpy = ([(as_np(W), as_np(b)) for W, b in self.layers], as_np(self.mean_w), as_np(self.mean_b),
+                          None if self.skip_w is None else as_np(self.skip_w), as_np(self.in_mean), as_np(self.in_scale),
+                          as_np(self.out_mean), as_np(self.out_std))
+
+    def mean_delta_numpy(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The elites' mean ``Δ`` ``(B, n_out)`` (denormalised, float64) in numpy: for a few states
+        a call costs a third of torch's (its per-operation overhead dominates there)."""
+        layers, mean_w, mean_b, skip_w, in_mean, in_scale, out_mean, out_std = self.numpy
+        z = (np.concatenate([x, u], axis=-1).astype(mean_w.dtype) - in_mean) * in_scale
+        z = np.ascontiguousarray(np.broadcast_to(z, (mean_w.shape[0],) + z.shape))  # stacked products stay in BLAS
+        h = z
+        for W, b in layers:
+            a = h @ W + b
+            h = a / (1.0 + np.exp(-a))
+        mean = h @ mean_w + mean_b
+        if skip_w is not None:
+            mean += z @ skip_w
+        return (mean.mean(0) * out_std + out_mean).astype(np.float64)
 
     def normalise(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return (torch.cat([x, u], dim=-1).to(self.dtype) - self.in_mean) * self.in_scale
@@ -261,6 +282,9 @@ class EnsembleDynamics:
 
     #: Stepping a batch costs about as much as stepping one state (planners batch their searches).
     batched_step_is_cheap = True
+    #: ``step`` evaluates batches up to this size in numpy, larger ones in torch (measured: 1.4-2x
+    #: faster in numpy for 1-10 states of a 3x128 or 4x200 ensemble, slower from 16 on for 4x200).
+    numpy_max_batch = 10
 
     def __init__(self, nx: int, nu: int, dt_s: float, settings: EnsembleSettings | None = None, base_model=None,
                  device: str | torch.device = "cpu") -> None:
@@ -471,10 +495,13 @@ class EnsembleDynamics:
         """Mean next state over the elites (numpy, float64, deterministic)."""
         xf, uf, batch = self._flatten(x, u)
         net = self._inference()
-        with torch.no_grad():
-            z = net.normalise(torch.from_numpy(xf).to(self.device), torch.from_numpy(uf).to(self.device))
-            mean, _ = net.forward(z.unsqueeze(0).expand(net.n_elites, -1, -1))
-            delta = net.denormalise(mean.mean(0)).double().cpu().numpy()
+        if net.numpy is not None and xf.shape[0] <= self.numpy_max_batch:
+            delta = net.mean_delta_numpy(xf, uf)
+        else:
+            with torch.no_grad():
+                z = net.normalise(torch.from_numpy(xf).to(self.device), torch.from_numpy(uf).to(self.device))
+                mean, _ = net.forward(z.unsqueeze(0).expand(net.n_elites, -1, -1))
+                delta = net.denormalise(mean.mean(0)).double().cpu().numpy()
         return (self._base_np(xf, uf) + delta).reshape(batch + (self.nx,))
 
     def begin_rollout(self, batch_size: int, generator: torch.Generator | None = None) -> None:
