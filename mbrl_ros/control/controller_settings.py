@@ -68,7 +68,7 @@ class ControllerSettings:
     mppi_temperature: float = 0.1
     mppi_noise_scale: float = 1.0
     mppi_noise_smoothing: float = 0.5
-    mppi_feedback_omega_rad_s: float = 6.0
+    mppi_feedback_omega_rad_s: float = 3.0
     device: str = "cpu"
     goal_xyz_m: tuple[float, ...] = (0.376, 0.257, 0.542)
     ee_weight: float = CostSettings.ee_weight
