@@ -21,8 +21,7 @@ import json
 import os
 import platform
 import sys
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,11 +31,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mbrl_ros.control.controller_settings import ControllerSettings  # noqa: E402
-from mbrl_ros.control.disturbance import DisturbanceModel  # noqa: E402
 from mbrl_ros.control.planners import build_planner  # noqa: E402
 from mbrl_ros.dynamics.physics import PhysicsModel  # noqa: E402
 from mbrl_ros.sim.arm import SimSettings, SimulatedArm  # noqa: E402
-from mbrl_ros.sim.reach import ReachRun, random_reachable_goals, receding_horizon_reach  # noqa: E402
+from mbrl_ros.sim.reach import ReachRun, planner_callback, random_reachable_goals, receding_horizon_reach  # noqa: E402
 
 Q0 = mpc_models.Q0
 DT_S = mpc_models.DT_S
@@ -61,15 +59,15 @@ def closed_loop(sim: SimulatedArm, goal, steps: int, plan) -> ReachRun:
     return receding_horizon_reach(sim, plan, goal, steps, DT_S, q0=Q0)
 
 
-def our_plan(planner, goal):
-    planner.cost.set_ee_target(goal)
-
-    def plan(x, t, executed):
-        if isinstance(planner.model, DisturbanceModel):
-            planner.model.observe(executed)
-        return planner.optimize(x, t)
-
-    return plan
+def run_ours(sim, settings: ControllerSettings, model, physics, goals, steps) -> tuple[list, list]:
+    """Per-goal summaries and plan times of the planner ``settings`` describe, built as the node builds it."""
+    runs, times = [], []
+    for goal in goals:
+        planner = build_planner(settings.planner(), model, physics, Q0)
+        run = closed_loop(sim, goal, steps, planner_callback(planner, goal))
+        runs.append(summary(run, planner.cost))
+        times.append(run.plan_s)
+    return runs, times
 
 
 class _Hold:
@@ -160,12 +158,7 @@ def main(argv=None) -> int:
         for mname, model in ({} if args.peer_only else plan_models).items():
             for mode in ("ilqr", "mppi"):
                 s = settings.replace(mode=mode, model_source="physics" if mname == "physics" else "learned")
-                runs, times = [], []
-                for goal in goals:
-                    planner = build_planner(s.planner(), model, physics, Q0)
-                    run = closed_loop(sim, goal, steps, our_plan(planner, goal))
-                    runs.append(summary(run, planner.cost))
-                    times.append(run.plan_s)
+                runs, times = run_ours(sim, s, model, physics, goals, steps)
                 rows[f"{mode} / {mname}"] = {"plan": stats_ms(times), "goals": runs, "load": load()}
                 results["closed_loop"] = rows
                 write(results, args.out)  # a long run keeps what it has measured
@@ -202,13 +195,7 @@ def peer_comparison(sim, model, physics, settings, goals, steps, quick) -> dict:
         return {"error": f"pytorch-mppi not installed: {exc}"}
     out = {"ours": {}, "pytorch_mppi": {}}
     for K in (128, 256, 512):
-        s = settings.replace(mode="mppi", mppi_samples=K)
-        runs, times = [], []
-        for goal in goals:
-            planner = build_planner(s.planner(), model, physics, Q0)
-            run = closed_loop(sim, goal, steps, our_plan(planner, goal))
-            runs.append(summary(run, planner.cost))
-            times.append(run.plan_s)
+        runs, times = run_ours(sim, settings.replace(mode="mppi", mppi_samples=K), model, physics, goals, steps)
         out["ours"][str(K)] = {"plan": stats_ms(times), "goals": runs}
     cost = build_planner(settings.planner(), model, physics, Q0).cost
     for K in (512,) if quick else (512, 1024):

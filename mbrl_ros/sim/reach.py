@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from mbrl_ros.control.disturbance import StepWindows
+from mbrl_ros.control.disturbance import DisturbanceModel, StepWindows
 from mbrl_ros.control.policy import PlanningFailed
 
 from .arm import SimulatedArm
@@ -87,6 +87,20 @@ def receding_horizon_reach(arm: SimulatedArm, plan: Callable, goal, steps: int, 
             if settled_steps and len(distances) >= settled_steps and max(distances[-settled_steps:]) < tolerance_m:
                 break
     return ReachRun(np.array(distances), np.array(plan_s[1:]), np.array(X), np.array(U), failures, bad, dt_s)
+
+
+def planner_callback(planner, goal) -> Callable:
+    """The ``plan`` of :func:`receding_horizon_reach` for a planner of
+    :func:`~mbrl_ros.control.planners.build_planner`, as the planner process runs it: executed
+    steps into the disturbance estimate (when the planner has one), ``goal`` as the target."""
+    planner.cost.set_ee_target(goal)
+
+    def plan(x, t_s, executed):
+        if isinstance(planner.model, DisturbanceModel):
+            planner.model.observe(executed)
+        return planner.optimize(x, t_s)
+
+    return plan
 
 
 def random_reachable_goals(physics, n: int, seed: int, q0, spread_rad: float = 0.5, min_m: float = 0.10,
