@@ -179,8 +179,8 @@ class _EliteNet:
                           None if self.skip_w is None else as_np(self.skip_w), as_np(self.in_mean), as_np(self.in_scale),
                           as_np(self.out_mean), as_np(self.out_std))
 
-    def mean_delta_numpy(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """The elites' mean ``Δ`` ``(B, n_out)`` (denormalised, float64) in numpy: for a few states
+    def deltas_numpy(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Every elite's ``Δ`` ``(E', B, n_out)`` (denormalised, float64) in numpy: for a few states
         a call costs a third of torch's (its per-operation overhead dominates there)."""
         layers, mean_w, mean_b, skip_w, in_mean, in_scale, out_mean, out_std = self.numpy
         z = (np.concatenate([x, u], axis=-1).astype(mean_w.dtype) - in_mean) * in_scale
@@ -192,7 +192,7 @@ class _EliteNet:
         mean = h @ mean_w + mean_b
         if skip_w is not None:
             mean += z @ skip_w
-        return (mean.mean(0) * out_std + out_mean).astype(np.float64)
+        return (mean * out_std + out_mean).astype(np.float64)
 
     def normalise(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return (torch.cat([x, u], dim=-1).to(self.dtype) - self.in_mean) * self.in_scale
@@ -496,13 +496,30 @@ class EnsembleDynamics:
         xf, uf, batch = self._flatten(x, u)
         net = self._inference()
         if net.numpy is not None and xf.shape[0] <= self.numpy_max_batch:
-            delta = net.mean_delta_numpy(xf, uf)
+            delta = net.deltas_numpy(xf, uf).mean(0)
         else:
             with torch.no_grad():
                 z = net.normalise(torch.from_numpy(xf).to(self.device), torch.from_numpy(uf).to(self.device))
                 mean, _ = net.forward(z.unsqueeze(0).expand(net.n_elites, -1, -1))
                 delta = net.denormalise(mean.mean(0)).double().cpu().numpy()
         return (self._base_np(xf, uf) + delta).reshape(batch + (self.nx,))
+
+    def step_elites(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Each elite's next state ``(E', ..., nx)`` (numpy, float64), in the order of ``elites``."""
+        xf, uf, batch = self._flatten(x, u)
+        net = self._inference()
+        if net.numpy is not None:
+            delta = net.deltas_numpy(xf, uf)
+        else:
+            with torch.no_grad():
+                z = net.normalise(torch.from_numpy(xf).to(self.device), torch.from_numpy(uf).to(self.device))
+                delta = net.denormalise(net.forward(z.unsqueeze(0).expand(net.n_elites, -1, -1))[0]).double().cpu().numpy()
+        return (self._base_np(xf, uf)[None] + delta).reshape((net.n_elites,) + batch + (self.nx,))
+
+    def sample_members(self) -> torch.Tensor | None:
+        """The elite (index into ``elites``) each sample of the last ``step_torch`` batch followed, or
+        ``None`` when every sample used the elites' mean (``propagation="mean"``)."""
+        return None if self.settings.propagation == "mean" else self._member_index
 
     def begin_rollout(self, batch_size: int, generator: torch.Generator | None = None) -> None:
         """Assign each of ``batch_size`` rollout samples an elite (trajectory sampling).
@@ -530,8 +547,7 @@ class EnsembleDynamics:
             else:
                 if s.propagation == "ts1" or self._slots is None or self._slots.batch_size != B:
                     self._slots = _SlotAssignment(B, len(self.elites), self._generator, self.device)
-                    if s.propagation == "ts_inf":
-                        self._member_index = self._slots.member
+                    self._member_index = self._slots.member
                 slots = self._slots
                 mean, logvar = net.forward(slots.gather(z), with_logvar=s.sample_aleatoric)
                 mean = slots.scatter(mean)
