@@ -178,7 +178,7 @@ def write(results: dict, path: str) -> str:
     with open(path, "w") as fh:
         json.dump(results, fh, indent=2)
     table = markdown(results)
-    with open(os.path.join(os.path.dirname(path), "mpc.md"), "w") as fh:
+    with open(os.path.splitext(path)[0] + ".md", "w") as fh:
         fh.write(table)
     return table
 
