@@ -34,6 +34,7 @@ class PlanningError(RuntimeError):
 
 def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> None:
     from mbrl_ros.control.disturbance import DisturbanceModel
+    from mbrl_ros.control.latency import predict_start
     from mbrl_ros.control.planners import build_planner
     from mbrl_ros.dynamics import serialization
     from mbrl_ros.dynamics.physics import PhysicsModel
@@ -58,7 +59,7 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
                 planner, key = None, None
                 connection.send(("ok",))
                 continue
-            _, settings_dict, x, t0_s, goal, executed = request
+            _, settings_dict, x, t_s, goal, executed, in_force, lead_s = request
             settings = ControllerSettings(**settings_dict).planner()
             model = models[settings.model_source]
             if model is None:
@@ -70,7 +71,9 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
             if isinstance(planner.model, DisturbanceModel):
                 planner.model.observe(executed)
             planner.cost.set_ee_target(goal)
-            policy = planner.optimize(x, t0_s)
+            in_force = None if in_force is None else LinearFeedbackPolicy(*in_force[:4], t0_s=in_force[4], dt_s=in_force[5])
+            x0, t0_s = predict_start(planner.model, in_force, x, t_s, lead_s)
+            policy = planner.optimize(x0, t0_s)
             connection.send(("policy", policy.X, policy.U, policy.K, policy.k, policy.t0_s, policy.dt_s))
         except Exception as err:  # reported to the parent, which counts it and keeps the last policy
             connection.send(("error", f"{type(err).__name__}: {err}"))
@@ -125,11 +128,15 @@ class PlannerProcess:
         self._call(("model", ensemble_bytes))
         self._learned = ensemble_bytes
 
-    def plan(self, settings: ControllerSettings, x: np.ndarray, t0_s: float, goal: np.ndarray,
-             executed: list | None = None) -> LinearFeedbackPolicy:
-        """A policy from ``x`` at ``t0_s``; ``executed``: ``(x, mean torque, x_next)`` model steps the arm
-        made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`)."""
-        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t0_s, goal, executed or []))
+    def plan(self, settings: ControllerSettings, x: np.ndarray, t_s: float, goal: np.ndarray,
+             executed: list | None = None, in_force: LinearFeedbackPolicy | None = None,
+             lead_s: float = 0.0) -> LinearFeedbackPolicy:
+        """A policy for the arm measured in state ``x`` at ``t_s``: planned from the state predicted
+        ``lead_s`` later under ``in_force`` (the plan the arm executes meanwhile; see
+        :mod:`mbrl_ros.control.latency`), starting then. ``executed``: ``(x, mean torque, x_next)``
+        model steps the arm made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`)."""
+        policy = None if in_force is None else (in_force.X, in_force.U, in_force.K, in_force.k, in_force.t0_s, in_force.dt_s)
+        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t_s, goal, executed or [], policy, lead_s))
         return LinearFeedbackPolicy(X, U, K, k, t0_s=t0, dt_s=dt)
 
     def close(self) -> None:

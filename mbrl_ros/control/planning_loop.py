@@ -19,6 +19,7 @@ import numpy as np
 
 from mbrl_ros.control.controller_settings import ControllerSettings
 from mbrl_ros.control.disturbance import StepWindows
+from mbrl_ros.control.latency import LatencyEstimate
 from mbrl_ros.control.learning_run import LearningRun
 from mbrl_ros.control.planner_process import PlannerProcess, PlanningError
 from mbrl_ros.control.policy import LinearFeedbackPolicy
@@ -48,6 +49,8 @@ class PlanningLoop:
         self._ensemble: bytes | None = None
         self._ensemble_sent = False
         self._plan_times_s: deque[float] = deque(maxlen=10000)
+        self._latencies_s: deque[float] = deque(maxlen=10000)
+        self._latency = LatencyEstimate()
         self.failures = 0
 
     def set_learned_model(self, ensemble: bytes) -> None:
@@ -63,11 +66,16 @@ class PlanningLoop:
         self._wakeup.set()
 
     def take_statistics(self) -> dict:
-        """Plan times (ms) of the plans accepted since the last call, and the failures so far."""
-        times, self._plan_times_s = np.asarray(self._plan_times_s) * 1e3, deque(maxlen=10000)
-        p50, p95, high = np.percentile(times, [50, 95, 100]) if times.size else (0.0, 0.0, 0.0)
-        return {"plan_time_p50_ms": float(p50), "plan_time_p95_ms": float(p95), "plan_time_max_ms": float(high),
-                "plan_failures": self.failures}
+        """Of the plans returned since the last call (accepted or stale): compute time (planner
+        thread, ms) and latency (from the state they were asked for to their arrival, node clock,
+        ms); the failures so far."""
+        out = {}
+        for name, attr in (("plan_time", "_plan_times_s"), ("plan_latency", "_latencies_s")):
+            values = np.asarray(getattr(self, attr)) * 1e3
+            setattr(self, attr, deque(maxlen=10000))
+            p50, p95, high = np.percentile(values, [50, 95, 100]) if values.size else (0.0, 0.0, 0.0)
+            out.update({f"{name}_p50_ms": float(p50), f"{name}_p95_ms": float(p95), f"{name}_max_ms": float(high)})
+        return {**out, "plan_failures": self.failures}
 
     def _wait(self, timeout_s: float) -> None:
         self._wakeup.wait(timeout=max(0.0, timeout_s))
@@ -86,14 +94,22 @@ class PlanningLoop:
                     ensemble = self._ensemble
                     self._planner.set_learned_model(ensemble)
                     self._ensemble_sent = self._ensemble is ensemble
-                policy = self._planner.plan(s, request.x, request.t0_s, request.goal, self._executed.take())
+                # Planned from where the arm will be when the plan arrives (mbrl_ros.control.latency).
+                lead_s = self._latency.lead_s(cap_s=0.5 * s.horizon_steps * s.dt_s)
+                policy = self._planner.plan(s, request.x, request.t0_s, request.goal, self._executed.take(),
+                                            request.policy, lead_s)
             except PlanningError as err:
                 self.failures += 1
                 self._log_error(f"planning failed: {err}")
                 self._wait(1.0 / s.plan_rate_hz)
                 continue
             elapsed = time.perf_counter() - started
-            if self._run.on_plan(policy, request, self._state()[0]) == "accepted":
+            now = self._state()[0]
+            outcome = self._run.on_plan(policy, request, now)
+            if outcome != "obsolete":  # a stale plan says the most about how late plans arrive
                 self._plan_times_s.append(elapsed)
+                self._latencies_s.append(now - request.t0_s)
+                self._latency.add(now - request.t0_s)
+            if outcome == "accepted":
                 self._on_accepted(policy)
             self._wait(1.0 / s.plan_rate_hz - elapsed)
