@@ -66,8 +66,9 @@ class ReachSettings:
             raise ValueError(f"dt_s must be > 0, got {self.dt_s}")
 
 
-def run(settings: ReachSettings, verbose: bool = True) -> dict:
-    """Run the learning loop; returns a JSON-serialisable summary."""
+def run(settings: ReachSettings, verbose: bool = True, on_episodes=None) -> dict:
+    """Run the learning loop; returns a JSON-serialisable summary. ``on_episodes(iteration, episodes)``
+    receives every iteration's trials (the final evaluation trials included)."""
     s = settings
     rng = np.random.default_rng(s.seed)
     arm = SimulatedArm(SimSettings(robot="panda", seed=s.seed, reset_noise_rad=s.reset_noise_rad))
@@ -107,6 +108,8 @@ def run(settings: ReachSettings, verbose: bool = True) -> dict:
     for it in range(s.iterations + 1):
         pol = trainer.policy
         eps = rollouts(arm, lambda i: pol.sampler(rng), s.trials_per_iteration, s.horizon_steps, s.dt_s, target, q0)
+        if on_episodes is not None:
+            on_episodes(it, eps)
         dist = final_distances(eps)
         mean_dist, mean_cost_det = evaluate_mean(pol)
         sample_costs = [float(np.sum(cost.evaluate(eps.x[n], eps.u[n]))) for n in range(eps.n_trials)]

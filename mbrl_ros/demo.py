@@ -42,6 +42,10 @@ class DemoSettings:
     real_time_factor: float = 1.0
     timeout_s: float = 900.0
     runs_dir: str = "runs"
+    reach_planners: tuple[str, ...] = ("ilqr", "mppi")
+    reach_goals: int = 3
+    reach_s: float = 5.0
+    goal_seed: int = 0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class DemoSettings:
             raise ValueError("need iterations >= 1, trials_per_iteration >= 2, trial_steps >= 2")
         if not (self.hold_s >= 0 and self.timeout_s > 0 and self.real_time_factor > 0):
             raise ValueError("hold_s must be >= 0, timeout_s and real_time_factor > 0")
+        if self.reach_goals < 0 or not self.reach_s > 0 or set(self.reach_planners) - {"ilqr", "mppi"}:
+            raise ValueError("reach_goals must be >= 0, reach_s > 0 and reach_planners ilqr and/or mppi")
 
 
 def _row_text(row: dict) -> str:
@@ -56,6 +62,96 @@ def _row_text(row: dict) -> str:
         f"{row['iteration']:>4} {row['trials']:>6} {row['mean_final_distance_m'] * 100:>13.2f} {row['mean_cost']:>10.1f} "
         f"{row['kl_nats']:>6.2f} {row['epsilon_nats']:>6.2f} {row['model_version']:>7} {row['wall_time_s']:>7.0f}"
     )
+
+
+REACH_COLUMNS = ("planner", "goal_m", "dist_5s_cm", "to_2cm_s", "plan_p50_ms", "plan_p95_ms", "stale")
+#: The arm is back at the start configuration when every joint is this close (rad; the sim's reset
+#: noise is 0.005 rad).
+_AT_START_RAD = 0.03
+
+
+def _reach_row_text(row: dict) -> str:
+    to_2cm = f"{row['time_to_2cm_s']:.2f}" if row["time_to_2cm_s"] is not None else "never"
+    goal = "[" + ", ".join(f"{v:.3f}" for v in row["goal_m"]) + "]"
+    return (f"{row['planner']:>7} {goal:>24} {row['distance_at_end_m'] * 100:>10.2f} {to_2cm:>8} "
+            f"{row['plan_time_p50_ms']:>11.1f} {row['plan_time_p95_ms']:>11.1f} {row['stale_plans']:>5}")
+
+
+def _reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinematics, diagnostics: dict, q0: np.ndarray,
+                 goals: np.ndarray, settings: DemoSettings) -> list[dict]:
+    """Each planner, from the start configuration, to each goal: the controller is reset (its
+    ``~/reset`` service), given the goal and the mode, and the end-effector distance is measured
+    from the moment the arm is back at the start for ``reach_s``."""
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    from std_srvs.srv import Trigger
+
+    params = AsyncParameterClient(node, "mpc_controller")
+    reset = node.create_client(Trigger, "/mpc_controller/reset")
+    if not (params.wait_for_services(timeout_sec=10.0) and reset.wait_for_service(timeout_sec=10.0)):
+        raise RuntimeError("the controller's parameter and reset services do not answer")
+    nq = kinematics.nq
+    rows = []
+    print()
+    print(f"reaching {len(goals)} goals no trial trained on, from the start configuration, for {settings.reach_s:g} s each")
+    print(" ".join(f"{c:>{w}}" for c, w in zip(REACH_COLUMNS, (7, 24, 10, 8, 11, 11, 5))), flush=True)
+    for planner in settings.reach_planners:
+        for goal in goals:
+            future = params.set_parameters([Parameter("mode", value=planner),
+                                            Parameter("goal_xyz_m", value=[float(v) for v in goal])])
+            if not wait_for(future.done, 10.0) or not all(r.successful for r in future.result().results):
+                raise RuntimeError(f"the controller refused mode {planner} / goal {goal.tolist()}")
+            if not wait_for(reset.call_async(Trigger.Request()).done, 10.0):
+                raise RuntimeError("the controller's reset did not answer")
+
+            def at_start() -> bool:
+                x = decoder.decode(joints.latest)
+                return bool(np.max(np.abs(x[:nq] - q0)) < _AT_START_RAD and np.max(np.abs(x[nq:])) < 0.05)
+
+            if not wait_for(at_start, 20.0):
+                raise RuntimeError("the arm did not return to the start configuration")
+            stale_before = int(diagnostics.get("stale_plans", "0"))
+            started, times, distances, p50, p95 = time.monotonic(), [], [], [], []
+            next_diagnostics = started + 1.0
+            while (now := time.monotonic()) - started < settings.reach_s:
+                q = decoder.decode(joints.latest)[:nq]
+                times.append(now - started)
+                distances.append(float(np.linalg.norm(kinematics.ee_position(q[None])[0] - goal)))
+                if now >= next_diagnostics:  # the controller's plan times of the last second
+                    next_diagnostics += 1.0
+                    if float(diagnostics.get("plan_time_p50_ms", "0")) > 0:
+                        p50.append(float(diagnostics["plan_time_p50_ms"]))
+                        p95.append(float(diagnostics["plan_time_p95_ms"]))
+                time.sleep(0.05)
+            below = [t for t, d in zip(times, distances) if d < 0.02]
+            rows.append({"planner": planner, "goal_m": goal.tolist(), "distance_at_end_m": distances[-1],
+                         "time_to_2cm_s": below[0] if below else None,
+                         "plan_time_p50_ms": float(np.median(p50)) if p50 else float("nan"),
+                         "plan_time_p95_ms": float(np.max(p95)) if p95 else float("nan"),
+                         "stale_plans": int(diagnostics.get("stale_plans", "0")) - stale_before,
+                         "times_s": times, "distances_m": distances})
+            print(_reach_row_text(rows[-1]), flush=True)
+    return rows
+
+
+def _plot_reaches(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for row in rows:
+        goal = ", ".join(f"{v:.2f}" for v in row["goal_m"])
+        ax.plot(row["times_s"], np.asarray(row["distances_m"]) * 100, "-" if row["planner"] == "ilqr" else "--",
+                label=f"{row['planner']} to [{goal}]")
+    ax.axhline(2.0, color="red", lw=0.8, label="2 cm")
+    ax.set(xlabel="time since the arm was reset to the start (s)", ylabel="end-effector distance (cm)", yscale="log",
+           title="Reaching goals no trial trained on, on the learned model")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _plot(rows: list[dict], hold: dict, path: Path) -> None:
@@ -103,7 +199,7 @@ def run_demo(settings: DemoSettings) -> dict:
     robot = controller_yaml.get("robot", "panda")
     goal = np.asarray(controller_yaml["goal_xyz_m"], dtype=float)
 
-    from mbrl_ros.dynamics.kinematics import ArmKinematics, load_arm_model
+    from mbrl_ros.dynamics.kinematics import ArmKinematics, load_arm_model, reachable_goals
 
     arm_model = load_arm_model(robot)
     kinematics = ArmKinematics(arm_model)
@@ -143,7 +239,7 @@ def run_demo(settings: DemoSettings) -> dict:
         if len(rows) == settings.iterations and settings.hold_s > 0:
             # Measured from the first plan: until a model trained on recent trials has arrived, a PD
             # hold keeps the arm where the last trial ended.
-            in_final = wait_for(lambda: diagnostics.get("mode") == final_mode and diagnostics.get("phase") == "run"
+            in_final = wait_for(lambda: diagnostics.get("mode") == final_mode and diagnostics.get("phase") == "planning"
                                 and int(diagnostics.get("plans", "0")) > 0, max(1.0, deadline - time.monotonic()))
             distances = []
             end = time.monotonic() + settings.hold_s
@@ -156,11 +252,16 @@ def run_demo(settings: DemoSettings) -> dict:
                 tail = distances[-max(1, len(distances) // 4):]
                 hold.update(start_distance_m=distances[0], final_distance_m=float(np.mean(tail)),
                             max_distance_last_quarter_m=float(np.max(tail)),
-                            samples=len(distances), plan_time_mean_ms=float(diagnostics.get("plan_time_mean_ms", "nan")),
+                            samples=len(distances), plan_time_p50_ms=float(diagnostics.get("plan_time_p50_ms", "nan")),
                             model_version=int(diagnostics.get("model_version", 0)))
         else:
             time.sleep(2.0)  # enough joint states for their rate
         rate = joints.summary()
+        reaches = []
+        if len(rows) == settings.iterations and settings.hold_s > 0 and settings.reach_goals > 0:
+            q0 = np.asarray(controller_yaml.get("initial_positions_rad") or arm_model.spec.home_positions_rad, dtype=float)
+            goals = reachable_goals(kinematics, q0, settings.reach_goals, settings.goal_seed, avoid_m=[goal])
+            reaches = _reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals, settings)
     wall = time.monotonic() - started
     summary = {
         "settings": asdict(settings),
@@ -171,6 +272,7 @@ def run_demo(settings: DemoSettings) -> dict:
         "final_mean_distance_m": rows[-1]["mean_final_distance_m"] if rows else None,
         "best_mean_distance_m": min(r["mean_final_distance_m"] for r in rows) if rows else None,
         "hold": hold,
+        "goal_reaches": [{k: v for k, v in r.items() if k not in ("times_s", "distances_m")} for r in reaches],
         "joint_states_rate_hz": rate.rate_hz,
         "joint_states_period_p99_ms": rate.p99_s * 1e3,
         "wall_time_s": wall,
@@ -180,6 +282,8 @@ def run_demo(settings: DemoSettings) -> dict:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if rows:
         _plot(rows, hold, run_dir / "learning_curve.png")
+    if reaches:
+        _plot_reaches(reaches, run_dir / "goal_reaches.png")
     return summary
 
 

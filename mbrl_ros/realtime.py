@@ -1,4 +1,5 @@
-"""Real-time (SCHED_FIFO) scheduling for a node's threads, where the system permits it.
+"""Timing for the nodes' loops: real-time (SCHED_FIFO) scheduling where the system permits it, a
+periodic loop against absolute deadlines, and period statistics. No ROS here.
 
 A Python loop is only as punctual as the thread that holds the GIL: if the torque thread is
 real-time but the executor or DDS thread holding the GIL is an ordinary thread, any busy process
@@ -14,7 +15,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 
 def process_thread_ids() -> list[int]:
@@ -57,3 +63,70 @@ def use_realtime_process(priority: int, warn: Callable[[str], None]) -> bool:
     # A woken real-time thread waits at most this long for the GIL (default 5 ms: a whole tick).
     sys.setswitchinterval(0.0001)
     return True
+
+
+def run_periodic(period_s: float, now: Callable[[], float], running: Callable[[], bool], tick: Callable[[], None],
+                 on_lost: Callable[[int], None], poll_s: float | None = None) -> None:
+    """Call ``tick`` every ``period_s`` of the clock ``now`` (seconds) against absolute deadlines
+    while ``running()``; when the thread wakes a whole period late, ``on_lost(slots)`` counts the
+    lost slots and the deadlines re-align (no burst of catch-up ticks).
+
+    ``poll_s``: look at the clock at least this often, for a clock that is not the one
+    ``time.sleep`` follows (simulated time); ``None`` sleeps straight to each deadline.
+    """
+    next_s = now()
+    while running():
+        next_s += period_s
+        while running() and (remaining := next_s - now()) > 0.0:
+            time.sleep(remaining if poll_s is None else min(remaining, poll_s))
+        late_s = now() - next_s
+        if late_s > period_s:
+            on_lost(int(late_s // period_s))
+            next_s = now()
+        tick()
+
+
+@dataclass(frozen=True)
+class PeriodSummary:
+    """Statistics of the intervals between events, in seconds, over a window."""
+
+    count: int
+    rate_hz: float
+    mean_s: float
+    std_s: float
+    p99_s: float
+    max_s: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "samples": self.count,
+            "rate_hz": self.rate_hz,
+            "period_mean_ms": self.mean_s * 1e3,
+            "period_std_ms": self.std_s * 1e3,
+            "period_p99_ms": self.p99_s * 1e3,
+            "period_max_ms": self.max_s * 1e3,
+        }
+
+
+class PeriodStats:
+    """Keeps the last ``window`` event times and summarises the periods between them."""
+
+    def __init__(self, window: int = 2000) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self, t_s: float) -> None:
+        self._times.append(t_s)
+
+    def summary(self) -> PeriodSummary:
+        t = np.asarray(self._times)
+        if t.size < 2:
+            return PeriodSummary(int(t.size), 0.0, float("nan"), float("nan"), float("nan"), float("nan"))
+        dt = np.diff(t)
+        return PeriodSummary(
+            count=int(dt.size),
+            rate_hz=float(dt.size / (t[-1] - t[0])) if t[-1] > t[0] else 0.0,
+            mean_s=float(dt.mean()),
+            std_s=float(dt.std()),
+            p99_s=float(np.percentile(dt, 99)),
+            max_s=float(dt.max()),
+        )

@@ -23,6 +23,34 @@ from mbrl_ros.sim.robots import ROBOTS, robot_spec
 
 MODES = ("lqr_flm", "ilqr", "mppi")
 MODEL_SOURCES = ("learned", "physics")
+DEVICES = ("cpu", "cuda")
+#: The fields :meth:`ControllerSettings.cost` reads: a change to one of them rebuilds the cost.
+COST_FIELDS = frozenset({"goal_xyz_m", "ee_weight", "ee_weight_terminal", "effort_weight", "velocity_weight",
+                         "velocity_weight_terminal"})
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """Everything that shapes a receding-horizon planner (hashable: the planner process keeps a
+    planner for as long as these stay equal). Built by :meth:`ControllerSettings.planner`; see
+    :func:`mbrl_ros.control.planners.build_planner`.
+
+    Attributes:
+        mode: ``ilqr`` or ``mppi``; model_source: ``learned`` or ``physics``; device: ``cpu``/``cuda``.
+        cost, ilqr, mppi: the sub-settings. ``mppi.noise_sigma_nm`` is per sqrt(kg·m²) of joint
+            inertia: the planner's per-joint noise is it times ``sqrt(M_ii(q_ref))``.
+        mppi_feedback_omega_rad_s: natural frequency of MPPI's mass-matrix PD feedback (0: none).
+        disturbance_gain: offset-free planning with the model's recent error (0: off).
+    """
+
+    mode: str
+    model_source: str
+    device: str
+    cost: CostSettings
+    ilqr: ILQRSettings
+    mppi: MPPISettings
+    mppi_feedback_omega_rad_s: float
+    disturbance_gain: float
 
 
 @dataclass(frozen=True)
@@ -37,16 +65,20 @@ class ControllerSettings:
     plan_rate_hz: float = 20.0
     dt_s: float = 0.05
     horizon_steps: int = 30
-    ilqr_max_iterations: int = 5
+    ilqr_max_iterations: int = 2
     mppi_samples: int = 512
-    mppi_temperature: float = 1.0
-    mppi_noise_sigma_nm: float = 2.0
+    mppi_iterations: int = 1
+    mppi_temperature: float = 0.1
+    mppi_noise_scale: float = 1.0
+    mppi_noise_smoothing: float = 0.5
+    mppi_feedback_omega_rad_s: float = 3.0
+    device: str = "cpu"
     goal_xyz_m: tuple[float, ...] = (0.376, 0.257, 0.542)
-    ee_weight: float = 10.0
-    ee_weight_terminal: float = 1000.0
-    effort_weight: float = 1e-3
-    velocity_weight: float = 0.01
-    velocity_weight_terminal: float = 10.0
+    ee_weight: float = CostSettings.ee_weight
+    ee_weight_terminal: float = CostSettings.ee_weight_terminal
+    effort_weight: float = CostSettings.effort_weight
+    velocity_weight: float = CostSettings.velocity_weight
+    velocity_weight_terminal: float = CostSettings.velocity_weight_terminal
     disturbance_gain: float = 0.3
     kl_step: float = 0.2
     trial_steps: int = 100
@@ -80,33 +112,32 @@ class ControllerSettings:
         if np.linalg.norm(goal[:2]) > 1.2 or not -0.5 <= goal[2] <= 1.5:
             raise ValueError(f"goal_xyz_m {list(self.goal_xyz_m)} is out of any arm's reach")
         # The sub-settings validate their own fields (their errors name the field).
-        self.cost(), self.ilqr(), self.mppi(), self.lqr_flm(), self.initial_controller()
+        self.planner(), self.lqr_flm(), self.initial_controller()
 
     def replace(self, **changes) -> "ControllerSettings":
         return ControllerSettings(**{**asdict(self), **changes})
 
     def cost(self) -> CostSettings:
-        return CostSettings(
-            ee_target_m=tuple(float(v) for v in self.goal_xyz_m),
-            ee_weight=self.ee_weight,
-            ee_weight_terminal=self.ee_weight_terminal,
-            effort_weight=self.effort_weight,
-            effort_inertia_scaled=True,
-            velocity_weight=self.velocity_weight,
-            velocity_weight_terminal=self.velocity_weight_terminal,
-        )
+        return CostSettings(ee_target_m=tuple(float(v) for v in self.goal_xyz_m), ee_weight=self.ee_weight,
+                            ee_weight_terminal=self.ee_weight_terminal, effort_weight=self.effort_weight,
+                            velocity_weight=self.velocity_weight, velocity_weight_terminal=self.velocity_weight_terminal)
 
     def ilqr(self) -> ILQRSettings:
         return ILQRSettings(horizon_steps=self.horizon_steps, max_iterations=self.ilqr_max_iterations)
 
     def mppi(self) -> MPPISettings:
-        return MPPISettings(
-            num_samples=self.mppi_samples,
-            horizon_steps=self.horizon_steps,
-            temperature=self.mppi_temperature,
-            noise_sigma_nm=self.mppi_noise_sigma_nm,
-            seed=self.seed,
-        )
+        """MPPI's settings; ``noise_sigma_nm`` per sqrt(kg·m²) of joint inertia (see :class:`PlannerSettings`)."""
+        return MPPISettings(num_samples=self.mppi_samples, horizon_steps=self.horizon_steps,
+                            temperature=self.mppi_temperature, temperature_relative=True,
+                            noise_sigma_nm=self.mppi_noise_scale, noise_smoothing=self.mppi_noise_smoothing,
+                            iterations=self.mppi_iterations, seed=self.seed)
+
+    def planner(self) -> PlannerSettings:
+        """The receding-horizon planner these settings describe (ilqr/mppi modes and final modes)."""
+        return PlannerSettings(mode=self.final_mode if self.mode == "lqr_flm" else self.mode,
+                               model_source=self.model_source, device=self.device, cost=self.cost(),
+                               ilqr=self.ilqr(), mppi=self.mppi(), mppi_feedback_omega_rad_s=self.mppi_feedback_omega_rad_s,
+                               disturbance_gain=self.disturbance_gain)
 
     def lqr_flm(self) -> LQRFLMSettings:
         return LQRFLMSettings(kl_step_nats_per_step=self.kl_step)
@@ -128,10 +159,18 @@ PARAMETERS: dict[str, ParameterInfo] = {
     "plan_rate_hz": ParameterInfo("Replanning rate of ilqr/mppi (Hz).", 0.5, 500.0),
     "dt_s": ParameterInfo("Model and policy step (s).", 0.005, 0.5, read_only=True),
     "horizon_steps": ParameterInfo("ilqr/mppi horizon (steps of dt_s).", 2, 500),
-    "ilqr_max_iterations": ParameterInfo("iLQR iterations per plan.", 1, 100),
-    "mppi_samples": ParameterInfo("MPPI samples K.", 8, 16384),
-    "mppi_temperature": ParameterInfo("MPPI temperature lambda (cost units).", 1e-6, 1e6),
-    "mppi_noise_sigma_nm": ParameterInfo("MPPI torque noise std (N·m).", 1e-6, 100.0),
+    "ilqr_max_iterations": ParameterInfo("iLQR iterations per plan (warm-started from the previous plan).", 1, 100),
+    "mppi_samples": ParameterInfo("MPPI samples K per iteration.", 8, 16384),
+    "mppi_iterations": ParameterInfo("MPPI sampling iterations per plan.", 1, 100),
+    "mppi_temperature": ParameterInfo(
+        "MPPI temperature lambda as a fraction of each iteration's cost spread (median - min sampled cost).", 1e-4, 1e4),
+    "mppi_noise_scale": ParameterInfo(
+        "MPPI torque noise std per sqrt(kg·m²) of joint inertia: joint i gets this times sqrt(M_ii) N·m.", 1e-6, 100.0),
+    "mppi_noise_smoothing": ParameterInfo("MPPI noise AR(1) coefficient over time steps (0: white).", 0.0, 0.99),
+    "mppi_feedback_omega_rad_s": ParameterInfo(
+        "MPPI samples and the returned policy apply a mass-matrix PD around the plan with this natural frequency "
+        "(rad/s, damping ratio 0.9; 0: open loop).", 0.0, 50.0),
+    "device": ParameterInfo("Torch device of the ilqr/mppi planner and the learned model.", choices=DEVICES),
     "goal_xyz_m": ParameterInfo("End-effector target in the base frame (m); /mbrl/goal overrides it."),
     "ee_weight": ParameterInfo("Running end-effector distance weight (1/m²).", 0.0, 1e9),
     "ee_weight_terminal": ParameterInfo("Terminal end-effector distance weight (1/m²).", 0.0, 1e9),

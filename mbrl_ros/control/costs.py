@@ -82,14 +82,14 @@ class CostSettings:
 
     ee_target_m: tuple[float, float, float] | None = None
     joint_target_rad: tuple[float, ...] | None = None
-    ee_weight: float = 100.0
+    ee_weight: float = 10.0
     ee_weight_terminal: float = 1000.0
     joint_weight: float = 0.0
     joint_weight_terminal: float = 0.0
     effort_weight: float = 1e-3
     effort_inertia_scaled: bool = True
-    velocity_weight: float = 0.1
-    velocity_weight_terminal: float = 1.0
+    velocity_weight: float = 0.01
+    velocity_weight_terminal: float = 10.0
     limit_weight: float = 100.0
     limit_margin_rad: float = 0.05
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from .lqr import NotPositiveDefiniteError
-from .policy import LinearFeedbackPolicy
+from .lqr import NotPositiveDefiniteError, q_function, value_function
+from .policy import LinearFeedbackPolicy, PlanningFailed, closed_loop_rollout, elapsed_steps, shift_held
 
 
 @dataclass(frozen=True)
@@ -239,21 +239,15 @@ class ILQR:
         T = self.settings.horizon_steps
         if not self.settings.warm_start or self._warm is None:
             return self._clip(np.zeros((T, self.nu))), None
-        shift = 1
-        if t0_s is not None and self._t_prev is not None:
-            shift = int(round((t0_s - self._t_prev) / self.dt_s))
+        shift = elapsed_steps(t0_s, self._t_prev, self.dt_s)
         if shift >= T:  # the previous plan has run out: nothing of it overlaps this one
             return self._clip(np.zeros((T, self.nu))), None
-        shift = max(0, shift)
-        shifted = []
-        for a in self._warm:
-            b = np.empty_like(a)
-            n = a.shape[0] - shift
-            b[:n], b[n:] = a[shift:], a[-1]
-            shifted.append(b)
+        shifted = [shift_held(a, shift) for a in self._warm]
         X, U, K = shifted
         self._K[:], self._k[:] = K, 0.0
         Xn, Un = self._forward(x0, X, U, np.zeros(1))
+        if not np.all(np.isfinite(Xn[0])):  # the model failed along the kept plan: start afresh
+            return self._clip(np.zeros((T, self.nu))), None
         return Un[0], Xn[0]
 
     def rollout(self, x0: np.ndarray, U: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -274,15 +268,7 @@ class ILQR:
         eye = np.eye(self.nu)
         K, k, Quu_out = self._K, self._k, self._Quu
         for t in range(T - 1, -1, -1):
-            At, Bt = A[t], B[t]
-            VxxA = Vxx @ At
-            VxxB = Vxx @ Bt
-            Qx = e.lx[t] + At.T @ Vx
-            Qu = e.lu[t] + Bt.T @ Vx
-            Qxx = e.lxx[t] + At.T @ VxxA
-            Quu = e.luu[t] + Bt.T @ VxxB
-            Qux = e.lux[t] + Bt.T @ VxxA
-            Quu = 0.5 * (Quu + Quu.T)
+            Qx, Qu, Qxx, Quu, Qux = q_function(e.lx[t], e.lu[t], e.lxx[t], e.luu[t], e.lux[t], A[t], B[t], Vx, Vxx)
             QuuF = Quu + mu * eye
             interior = False
             if self.bounded:
@@ -314,32 +300,24 @@ class ILQR:
             K[t], k[t], Quu_out[t] = Kt, kt, QuuF
             dV1 += kt @ Qu
             dV2 += 0.5 * kt @ Quu @ kt
-            QuuK = Quu @ Kt
-            Vx = Qx + Kt.T @ (Quu @ kt) + Kt.T @ Qu + Qux.T @ kt
-            V = Qxx + Kt.T @ QuuK + Kt.T @ Qux + Qux.T @ Kt
-            Vxx = 0.5 * (V + V.T)
+            Vx, Vxx = value_function(Qx, Qu, Qxx, Quu, Qux, Kt, kt)
         return dV1, dV2
 
     def _forward(self, x0, X, U, alphas):
         """Closed-loop rollouts of ``u = clip(û + α k + K (x - x̂))`` for every ``α`` in ``alphas`` at
         once: ``(A, T+1, nx)``, ``(A, T, nu)``."""
-        Xn = np.empty((len(alphas), U.shape[0] + 1, self.nx))
-        Un = np.empty((len(alphas), U.shape[0], self.nu))
-        Xn[:, 0] = x0
-        for t in range(U.shape[0]):
-            u = U[t] + alphas[:, None] * self._k[t] + (Xn[:, t] - X[t]) @ self._K[t].T
-            Un[:, t] = self._clip(u)
-            Xn[:, t + 1] = self.model.step(Xn[:, t], Un[:, t])
-        return Xn, Un
+        return closed_loop_rollout(self.model, x0, X, U, self._K, self._k, alphas, self.u_lower, self.u_upper)
 
     def _line_search_candidates(self, x0, X, U, alphas):
-        """``(alpha, X, U)`` for each step length in order, rolled out lazily or all at once."""
+        """``(alpha, X, U)`` for each step length in order: the full step alone (a warm-started
+        replan mostly accepts it), then the others lazily or, when batches are cheap, all at once."""
+        yield (alphas[0], *(a[0] for a in self._forward(x0, X, U, alphas[:1])))
         if self._batched_search:
-            yield from zip(alphas, *self._forward(x0, X, U, alphas))
+            yield from zip(alphas[1:], *self._forward(x0, X, U, alphas[1:]))
             return
-        for i, alpha in enumerate(alphas):
+        for i in range(1, len(alphas)):
             Xn, Un = self._forward(x0, X, U, alphas[i : i + 1])
-            yield alpha, Xn[0], Un[0]
+            yield alphas[i], Xn[0], Un[0]
 
     def solve(self, x0: np.ndarray, U_init: np.ndarray, X_init: np.ndarray | None = None) -> ILQRResult:
         """Run iLQR from ``x0`` with the initial guess ``U_init`` ``(T, nu)`` (no warm-start bookkeeping);
@@ -351,6 +329,8 @@ class ILQR:
         U = self._clip(np.array(U_init, dtype=float))
         X = self.rollout(x0, U, out=self._X.copy()) if X_init is None else np.array(X_init, dtype=float)
         J = float(self.cost.evaluate(X, U).sum())
+        if not np.isfinite(J):
+            raise PlanningFailed("iLQR: the initial rollout is not finite")
         history = [J]
         mu = s.reg_init
         dmu = 1.0
@@ -368,6 +348,10 @@ class ILQR:
                 A, B = self.model.linearize(X[:-1], U)
                 expansion = self.cost.quadratize(X, U)
                 t_lin += time.perf_counter() - tl
+                if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
+                    raise PlanningFailed("iLQR: the model's linearisation is not finite")
+                if not all(np.all(np.isfinite(a)) for a in (expansion.lx, expansion.lu, expansion.lxx, expansion.luu)):
+                    raise PlanningFailed("iLQR: the cost expansion is not finite")
             # Backward pass, increasing mu until Quu is positive definite.
             while True:
                 tb = time.perf_counter()
@@ -427,6 +411,8 @@ class ILQR:
         if not have_gains:
             self._K[:] = 0.0
             self._Quu[:] = np.nan
+        if not (np.all(np.isfinite(X)) and np.all(np.isfinite(U)) and np.all(np.isfinite(self._K))):
+            raise PlanningFailed("iLQR: the plan is not finite")
         return ILQRResult(
             X=X.copy(), U=U.copy(), K=self._K.copy(), k=self._k.copy(), Quu=self._Quu.copy(), cost=J,
             cost_history=history, iterations=iterations, converged=converged, reg_mu=mu,

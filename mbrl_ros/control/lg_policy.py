@@ -129,6 +129,13 @@ class InitialControllerSettings:
             raise ValueError(f"noise_scale_rad_s2 must be > 0, got {self.noise_scale_rad_s2}")
 
 
+def pd_gain(mass_matrix: np.ndarray, omega_rad_s: float, zeta: float) -> np.ndarray:
+    """``K = -M [ω² I, 2 ζ ω I]`` ``(nq, 2 nq)``: a PD on ``x = [q; qd]`` that gives every joint the
+    same natural frequency ``ω`` and damping ratio ``ζ`` whatever its inertia."""
+    M = np.asarray(mass_matrix, dtype=float)
+    return np.concatenate([-omega_rad_s**2 * M, -2.0 * zeta * omega_rad_s * M], axis=1)
+
+
 def initial_pd_policy(
     horizon_steps: int,
     q_target_rad: np.ndarray,
@@ -149,7 +156,7 @@ def initial_pd_policy(
         raise ValueError(f"mass_matrix must be ({nq}, {nq}), got {M.shape}")
     if horizon_steps < 1:
         raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
-    gains = np.concatenate([-s.omega_rad_s**2 * M, -2.0 * s.zeta * s.omega_rad_s * M], axis=1)
+    gains = pd_gain(M, s.omega_rad_s, s.zeta)
     T = horizon_steps
     K = np.broadcast_to(gains, (T, nq, 2 * nq))
     x_hat = np.broadcast_to(np.concatenate([q_target, np.zeros(nq)]), (T, 2 * nq))

@@ -70,6 +70,22 @@ def _check_shapes(F, f, C, c, CT, cT) -> tuple[int, int, int]:
     return T, nx, nu
 
 
+def q_function(lx, lu, lxx, luu, lux, A, B, vx, Vxx):
+    """One step of the backward recursion: ``Q_t = l_t + V_{t+1}(A x + B u)`` expanded to second
+    order, ``(Qx, Qu, Qxx, Quu, Qux)`` with ``Quu`` symmetrised (the Gauss–Newton step of iLQR, the
+    exact one for LQR)."""
+    VxxA = Vxx @ A
+    Quu = luu + B.T @ Vxx @ B
+    return lx + A.T @ vx, lu + B.T @ vx, lxx + A.T @ VxxA, 0.5 * (Quu + Quu.T), lux + B.T @ VxxA
+
+
+def value_function(Qx, Qu, Qxx, Quu, Qux, K, k):
+    """``(vx, Vxx)`` of ``V_t`` under the step ``u = K x + k``, with the unregularised ``Quu``
+    (Tassa, Erez & Todorov 2012)."""
+    V = Qxx + K.T @ (Quu @ K) + K.T @ Qux + Qux.T @ K
+    return Qx + K.T @ (Quu @ k) + K.T @ Qu + Qux.T @ k, 0.5 * (V + V.T)
+
+
 def lqr_backward(
     F: np.ndarray,
     f: np.ndarray,
@@ -110,13 +126,10 @@ def lqr_backward(
     vx[T] = cT
     eye_u = np.eye(nu)
     for t in range(T - 1, -1, -1):
-        Ft = F[t]
-        FtV = Ft.T @ Vxx[t + 1]
-        Q = C[t] + FtV @ Ft
-        q = c[t] + FtV @ f[t] + Ft.T @ vx[t + 1]
-        Qxx, Qux, Quu = Q[:nx, :nx], Q[nx:, :nx], Q[nx:, nx:]
-        qx, qu = q[:nx], q[nx:]
-        Quu = 0.5 * (Quu + Quu.T)
+        Ct, ct = C[t], c[t]
+        # The affine offset f_t enters as a shift of the next value's gradient.
+        Qx, Qu, Qxx, Quu, Qux = q_function(ct[:nx], ct[nx:], Ct[:nx, :nx], Ct[nx:, nx:], Ct[nx:, :nx], F[t, :, :nx],
+                                           F[t, :, nx:], vx[t + 1] + Vxx[t + 1] @ f[t], Vxx[t + 1])
         Quu_reg = Quu + reg_mu * eye_u
         if not np.all(np.isfinite(Quu_reg)):
             raise NotPositiveDefiniteError(t, f"Quu is not finite at t={t}")
@@ -125,12 +138,9 @@ def lqr_backward(
         except np.linalg.LinAlgError:
             raise NotPositiveDefiniteError(t) from None
         Kt = -cho_solve(factor, Qux, check_finite=False)
-        kt = -cho_solve(factor, qu, check_finite=False)
+        kt = -cho_solve(factor, Qu, check_finite=False)
         K[t], k[t], Quu_out[t] = Kt, kt, Quu_reg
-        QuuK = Quu @ Kt
-        V = Qxx + Kt.T @ QuuK + Kt.T @ Qux + Qux.T @ Kt
-        Vxx[t] = 0.5 * (V + V.T)
-        vx[t] = qx + Kt.T @ (Quu @ kt) + Kt.T @ qu + Qux.T @ kt
+        vx[t], Vxx[t] = value_function(Qx, Qu, Qxx, Quu, Qux, Kt, kt)
     return LQRSolution(K=K, k=k, Quu=Quu_out, Vxx=Vxx, vx=vx)
 
 

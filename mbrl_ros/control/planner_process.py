@@ -7,9 +7,12 @@ planner thread blocks on a pipe (releasing the GIL) and gets back a
 :class:`~mbrl_ros.control.policy.LinearFeedbackPolicy`.
 
 Requests: ``set_model`` (the physics model of the robot, or an ensemble as serialized bytes) and
-``plan`` (settings, state, time, goal, and the steps executed since the last plan). The child keeps
-one planner per (mode, settings, model), warm-starts it across plans, and plans with the model's
-recent error as a disturbance (:mod:`mbrl_ros.control.disturbance`) unless ``disturbance_gain`` is 0.
+``plan`` (settings, state, time, goal, and the steps executed since the last plan). The child builds
+its planner with :func:`~mbrl_ros.control.planners.build_planner` and keeps it, warm-starting it
+across plans, for as long as the model and the :class:`~mbrl_ros.control.controller_settings.PlannerSettings`
+stay the same; it plans with the model's recent error as a disturbance
+(:mod:`mbrl_ros.control.disturbance`) unless ``disturbance_gain`` is 0. A plan that fails
+(:class:`~mbrl_ros.control.policy.PlanningFailed`, any error) is reported as a :class:`PlanningError`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -30,10 +33,9 @@ class PlanningError(RuntimeError):
 
 
 def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> None:
-    from mbrl_ros.control.costs import ReachCost
     from mbrl_ros.control.disturbance import DisturbanceModel
-    from mbrl_ros.control.ilqr import ILQR
-    from mbrl_ros.control.mppi import MPPI
+    from mbrl_ros.control.latency import predict_start
+    from mbrl_ros.control.planners import build_planner
     from mbrl_ros.dynamics import serialization
     from mbrl_ros.dynamics.physics import PhysicsModel
 
@@ -42,7 +44,6 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
     # No nice value: the torque loop is protected by real-time scheduling (mbrl_ros.realtime), and a
     # plan that arrives late is discarded as stale, so planning needs its fair share of the CPU.
     physics = PhysicsModel.from_robot(robot, dt_s=dt_s)
-    limit = physics.effort_limit_nm
     models = {"physics": physics, "learned": None}
     planner, key = None, None
     while True:
@@ -58,25 +59,21 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
                 planner, key = None, None
                 connection.send(("ok",))
                 continue
-            _, settings_dict, x, t0_s, goal, executed = request
-            s = ControllerSettings(**settings_dict)
-            model = models[s.model_source]
+            _, settings_dict, x, t_s, goal, executed, in_force, lead_s = request
+            settings = ControllerSettings(**settings_dict).planner()
+            model = models[settings.model_source]
             if model is None:
                 raise PlanningError("no learned model yet")
-            new_key = (s.mode, s.model_source, s.horizon_steps, s.ilqr_max_iterations, s.mppi_samples,
-                       s.mppi_temperature, s.mppi_noise_sigma_nm, s.ee_weight, s.ee_weight_terminal,
-                       s.effort_weight, s.velocity_weight, s.velocity_weight_terminal, s.disturbance_gain, s.seed)
+            # The goal comes with every request (set below): changing it keeps the planner's warm start.
+            new_key = replace(settings, cost=replace(settings.cost, ee_target_m=None))
             if new_key != key:
-                if s.disturbance_gain > 0.0:
-                    model = DisturbanceModel(model, s.disturbance_gain)
-                cost = ReachCost.for_model(physics, s.cost(), q_ref)
-                planner = (ILQR(model, cost, s.ilqr(), -limit, limit) if s.mode == "ilqr"
-                           else MPPI(model, cost, s.mppi(), -limit, limit))
-                key = new_key
+                planner, key = build_planner(settings, model, physics, q_ref), new_key
             if isinstance(planner.model, DisturbanceModel):
                 planner.model.observe(executed)
             planner.cost.set_ee_target(goal)
-            policy = planner.optimize(x, t0_s)
+            in_force = None if in_force is None else LinearFeedbackPolicy(*in_force[:4], t0_s=in_force[4], dt_s=in_force[5])
+            x0, t0_s = predict_start(planner.model, in_force, x, t_s, lead_s)
+            policy = planner.optimize(x0, t0_s)
             connection.send(("policy", policy.X, policy.U, policy.K, policy.k, policy.t0_s, policy.dt_s))
         except Exception as err:  # reported to the parent, which counts it and keeps the last policy
             connection.send(("error", f"{type(err).__name__}: {err}"))
@@ -131,11 +128,15 @@ class PlannerProcess:
         self._call(("model", ensemble_bytes))
         self._learned = ensemble_bytes
 
-    def plan(self, settings: ControllerSettings, x: np.ndarray, t0_s: float, goal: np.ndarray,
-             executed: list | None = None) -> LinearFeedbackPolicy:
-        """A policy from ``x`` at ``t0_s``; ``executed``: ``(x, mean torque, x_next)`` model steps the arm
-        made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`)."""
-        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t0_s, goal, executed or []))
+    def plan(self, settings: ControllerSettings, x: np.ndarray, t_s: float, goal: np.ndarray,
+             executed: list | None = None, in_force: LinearFeedbackPolicy | None = None,
+             lead_s: float = 0.0) -> LinearFeedbackPolicy:
+        """A policy for the arm measured in state ``x`` at ``t_s``: planned from the state predicted
+        ``lead_s`` later under ``in_force`` (the plan the arm executes meanwhile; see
+        :mod:`mbrl_ros.control.latency`), starting then. ``executed``: ``(x, mean torque, x_next)``
+        model steps the arm made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`)."""
+        policy = None if in_force is None else (in_force.X, in_force.U, in_force.K, in_force.k, in_force.t0_s, in_force.dt_s)
+        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t_s, goal, executed or [], policy, lead_s))
         return LinearFeedbackPolicy(X, U, K, k, t0_s=t0, dt_s=dt)
 
     def close(self) -> None:

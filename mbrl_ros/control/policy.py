@@ -9,12 +9,61 @@ A planner's ``optimize(x0, t0_s)`` returns a :class:`LinearFeedbackPolicy`; a to
 state ``x̂(t)`` is interpolated linearly between knots ``x̂_i`` and ``x̂_{i+1}`` so that feedback
 between planning steps compares against where the plan expects the arm to be at ``t``
 (``interpolate_action=True`` also interpolates ``û``). Past the horizon the last knot is held.
-Sampling planners return the same class with ``K = 0``.
+Sampling planners return the same class, with the feedback gains they sampled around.
+
+A planner that cannot produce a finite plan raises :class:`PlanningFailed`; no planner returns a
+policy with a non-finite entry.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+class PlanningFailed(RuntimeError):
+    """A planner found no finite plan (every rollout, or the linearisation, was non-finite)."""
+
+
+def elapsed_steps(t0_s: float | None, t_prev_s: float | None, dt_s: float) -> int:
+    """Knots of the previous plan (made at ``t_prev_s``) that have passed at ``t0_s``; one when
+    either time is unknown."""
+    if t0_s is None or t_prev_s is None:
+        return 1
+    return max(0, int(round((t0_s - t_prev_s) / dt_s)))
+
+
+def closed_loop_rollout(model, x0, X_ref, U_ref, K=None, k=None, alphas=(0.0,), lower=None, upper=None):
+    """Roll ``u = clip(û + α k + K (x - x̂))`` out through ``model.step`` from ``x0``, for every step
+    length ``α`` in ``alphas`` at once: ``X (A, T+1, nx)``, ``U (A, T, nu)`` (numpy, float64).
+
+    ``X_ref``, ``U_ref``: the nominal ``(T+1, nx)``, ``(T, nu)`` (``X_ref`` unused without ``K``);
+    ``K`` ``(T, nu, nx)`` or ``None`` (open loop); ``k`` ``(T, nu)`` or ``None``."""
+    alphas = np.asarray(alphas, dtype=float)
+    T, nu = U_ref.shape
+    X = np.empty((len(alphas), T + 1, np.shape(x0)[-1]))
+    U = np.empty((len(alphas), T, nu))
+    X[:, 0] = x0
+    clip = lower is not None or upper is not None
+    for t in range(T):
+        u = np.broadcast_to(U_ref[t], (len(alphas), nu)).copy()
+        if k is not None:
+            u += alphas[:, None] * k[t]
+        if K is not None:
+            u += (X[:, t] - X_ref[t]) @ K[t].T
+        U[:, t] = np.clip(u, lower, upper) if clip else u
+        X[:, t + 1] = model.step(X[:, t], U[:, t])
+    return X, U
+
+
+def shift_held(a, shift: int, fill=None):
+    """``a[shift:]`` followed by ``a[-1]`` (or ``fill``) repeated ``shift`` times, as a new array of
+    the same length (numpy array or torch tensor): a plan's warm start ``shift`` knots later."""
+    n = a.shape[0]
+    shift = min(max(0, int(shift)), n)
+    out = a[np.minimum(np.arange(n) + shift, n - 1)]
+    if fill is not None and shift:
+        out[n - shift:] = fill
+    return out
 
 
 class LinearFeedbackPolicy:

@@ -1,19 +1,33 @@
 """Shared machinery of the sampling planners (MPPI, CEM/iCEM, random shooting) in torch.
 
-Every sampling planner perturbs a mean action sequence ``Û`` ``(T, nu)`` with ``K`` noise sequences,
-clamps the samples to the torque box, rolls them out through any dynamics-protocol model
-(``model.step_torch`` on a ``(K, nx)`` batch per step, after ``begin_rollout(model, K, generator)`` so
-that ensembles can assign a member per sample), and scores them with ``cost.evaluate_torch`` on the
-whole ``(K, T+1, nx)`` trajectory at once. The buffers for noise, samples and states are allocated
-once per planner. Noise can be time-correlated: ``noise_smoothing = a`` draws
+Every sampling planner keeps a nominal plan: actions ``Û`` ``(T, nu)``, the states ``X̂`` they lead
+to in the model (``model.step``, the deterministic mean) and feedback gains ``K`` ``(T, nu, nx)``
+(zero unless the planner is given ``feedback_gain``). It perturbs ``Û`` with ``K`` noise sequences
+and rolls every sample out through any dynamics-protocol model (``model.step_torch`` on a
+``(K, nx)`` batch per step, after ``begin_rollout(model, K, generator)`` so that ensembles can
+assign a member per sample) under the closed loop
+
+    u_{k,t} = clip( Û_t + ε_{k,t} + K_t (x_{k,t} - X̂_t) ),
+
+recording the torques each sample actually applied, and scores the whole ``(K, T+1, nx)``
+trajectories at once with ``cost.evaluate_torch``. Around a stabilising gain a sample's noise
+perturbs the motion instead of accumulating into drift, so the samples stay near the plan. The
+planners update ``Û`` from the applied torques and return a
+:class:`~mbrl_ros.control.policy.LinearFeedbackPolicy` with ``K``, so the torque loop applies the
+same feedback between plans. Noise can be time-correlated: ``noise_smoothing = a`` draws
 ``e_t = a e_{t-1} + sqrt(1 - a^2) w_t`` (AR(1), same marginal variance; ``a = 0`` is white noise).
 
-The planners return a :class:`~mbrl_ros.control.policy.LinearFeedbackPolicy` with ``K = 0`` (open
-loop around the rolled-out mean) and keep a :class:`SamplingResult` in ``planner.last_result``.
-Warm start: the previous mean is shifted by the elapsed number of steps (last action repeated).
-A model with a ``prepare_plan(x0, U_nominal, dtype)`` method (e.g.
-:class:`~mbrl_ros.control.linearized.LinearizedRolloutModel`) is given the shifted mean and the
-planner's torch dtype before the samples are drawn.
+A sample whose rollout or cost is not finite gets an infinite cost and no weight; when every sample
+of an iteration is non-finite, or the nominal plan is, ``optimize`` raises
+:class:`~mbrl_ros.control.policy.PlanningFailed`.
+
+Warm start: the previous plan shifted by the elapsed number of steps (new knots with zero
+feed-forward torque, the last nominal state held as their reference) and rolled out from the new
+``x0`` with its feedback, i.e. what the arm does if it keeps the plan. A model with a
+``prepare_plan(x0, U_nominal, dtype)`` method (e.g.
+:class:`~mbrl_ros.control.linearized.LinearizedRolloutModel`) is given that nominal and the
+planner's torch dtype before the samples are drawn. ``planner.last_result`` is a
+:class:`SamplingResult`.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import torch
 
 from mbrl_ros.dynamics.base import begin_rollout
 
-from .policy import LinearFeedbackPolicy
+from .policy import LinearFeedbackPolicy, PlanningFailed, closed_loop_rollout, elapsed_steps, shift_held
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -58,9 +72,10 @@ class SamplingResult:
     """Typed result of one ``optimize`` of a sampling planner.
 
     Attributes:
-        X: rollout of the returned mean ``(T+1, nx)``; U: the returned actions ``(T, nu)``.
+        X: nominal states of the returned plan ``(T+1, nx)``; U: its actions ``(T, nu)``.
         cost: total cost of ``(X, U)``; cost_history: that cost after each iteration.
         best_sample_cost: lowest sampled cost of the last iteration.
+        finite_fraction: share of the last iteration's samples with a finite cost.
         iterations: iterations run; num_samples: samples per iteration.
         solve_time_s: wall time; time_rollout_s / time_cost_s: its main parts.
     """
@@ -70,6 +85,7 @@ class SamplingResult:
     cost: float
     cost_history: list[float] = field(default_factory=list)
     best_sample_cost: float = float("nan")
+    finite_fraction: float = 1.0
     iterations: int = 0
     num_samples: int = 0
     solve_time_s: float = 0.0
@@ -77,27 +93,41 @@ class SamplingResult:
     time_cost_s: float = 0.0
 
 
-def rollout_torch(model, x0: torch.Tensor, U: torch.Tensor, out: torch.Tensor, generator=None) -> torch.Tensor:
-    """Roll ``U`` ``(K, T, nu)`` out from ``x0`` ``(nx,)`` into ``out`` ``(K, T+1, nx)`` (returned)."""
-    K, T, _ = U.shape
-    begin_rollout(model, K, generator)
-    out[:, 0] = x0
+def rollout_torch(model, x0: torch.Tensor, U: torch.Tensor, X: torch.Tensor, generator=None, X_ref=None, K=None,
+                  lower=None, upper=None, applied: torch.Tensor | None = None) -> torch.Tensor:
+    """Roll ``K`` samples out from ``x0`` ``(nx,)`` into ``X`` ``(K, T+1, nx)`` (returned): open loop
+    under ``U`` ``(K, T, nu)``, or under ``U + K_t (x - X_ref_t)`` when gains ``K`` ``(T, nu, nx)``
+    and the nominal ``X_ref`` ``(T+1, nx)`` are given; torques clamped to ``lower``/``upper``, and
+    written to ``applied`` ``(K, T, nu)`` (default: ``U`` itself)."""
+    n, T, _ = U.shape
+    applied = U if applied is None else applied
+    begin_rollout(model, n, generator)
+    X[:, 0] = x0
     for t in range(T):
-        out[:, t + 1] = model.step_torch(out[:, t], U[:, t])
-    return out
+        u = U[:, t] if K is None else torch.addmm(U[:, t], X[:, t] - X_ref[t], K[t].T)
+        if lower is not None:
+            u = u.clamp(lower, upper)
+        applied[:, t] = u
+        X[:, t + 1] = model.step_torch(X[:, t], u)
+    return X
 
 
 class SamplingPlanner:
     """Base class: buffers, noise, rollouts, warm start and the policy (not used directly).
 
     Args:
-        model: dynamics-protocol model (``step_torch``; optionally ``begin_rollout``).
-        cost: object with ``evaluate_torch(X, U) -> (K,)`` (and ``evaluate`` for numpy use).
+        model: dynamics-protocol model (``step`` for the nominal, ``step_torch`` for the samples;
+            optionally ``begin_rollout``).
+        cost: object with ``evaluate_torch(X, U) -> (K,)`` and ``evaluate(X, U)`` (numpy).
         settings: the planner's frozen settings (``num_samples``, ``horizon_steps``, ...).
-        u_lower, u_upper: torque box ``(nu,)`` (samples are clamped) or ``None``.
+        u_lower, u_upper: torque box ``(nu,)`` (applied torques are clamped) or ``None``.
+        device: torch device of the samples (``cpu`` or ``cuda``; the model must run there).
+        feedback_gain: ``K`` ``(nu, nx)`` or ``(T, nu, nx)`` the samples and the returned policy
+            apply around the nominal, or ``None`` (open loop).
     """
 
-    def __init__(self, model, cost, settings, u_lower=None, u_upper=None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model, cost, settings, u_lower=None, u_upper=None, device: str | torch.device = "cpu",
+                 feedback_gain=None) -> None:
         self.model = model
         self.cost = cost
         self.settings = settings
@@ -112,18 +142,25 @@ class SamplingPlanner:
         self.u_lower = None if u_lower is None else as_t(self.u_lower_np)
         self.u_upper = None if u_upper is None else as_t(self.u_upper_np)
         self.sigma = as_t(np.broadcast_to(np.asarray(settings.noise_sigma_nm, dtype=float), (nu,)))
+        if feedback_gain is None:
+            self.gains = None
+        else:
+            gains = np.broadcast_to(np.asarray(feedback_gain, dtype=float), (T, nu, self.nx)).copy()
+            if not np.all(np.isfinite(gains)):
+                raise ValueError("feedback_gain must be finite")
+            self.gains = gains
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(settings.seed))
         self.mean = torch.zeros(T, nu, dtype=self.dtype, device=self.device)
-        if self.u_lower is not None:
-            self.mean.clamp_(self.u_lower, self.u_upper)
+        self._nominal = np.zeros((T + 1, self.nx))
         self._noise = torch.empty(K, T, nu, dtype=self.dtype, device=self.device)
         self._samples = torch.empty(K, T, nu, dtype=self.dtype, device=self.device)
+        self._applied = torch.empty(K, T, nu, dtype=self.dtype, device=self.device)
         self._X = torch.empty(K, T + 1, self.nx, dtype=self.dtype, device=self.device)
-        self._X1 = torch.empty(1, T + 1, self.nx, dtype=self.dtype, device=self.device)
         self._t_prev: float | None = None
         self._has_plan = False
         self.last_result: SamplingResult | None = None
+        self.reset()
 
     # ---- shared pieces ---------------------------------------------------------------------------
     def optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
@@ -133,8 +170,7 @@ class SamplingPlanner:
     def reset(self) -> None:
         """Forget the warm start (mean back to zero torque)."""
         self.mean.zero_()
-        if self.u_lower is not None:
-            self.mean.clamp_(self.u_lower, self.u_upper)
+        self._clamp(self.mean)
         self._t_prev = None
         self._has_plan = False
 
@@ -143,14 +179,14 @@ class SamplingPlanner:
             if not self.settings.warm_start:
                 self.reset()
             return
-        T = self.settings.horizon_steps
-        shift = 1
-        if t0_s is not None and self._t_prev is not None:
-            shift = int(round((t0_s - self._t_prev) / self.dt_s))
-        shift = max(0, min(shift, T))
+        shift = min(elapsed_steps(t0_s, self._t_prev, self.dt_s), self.settings.horizon_steps)
         if shift:
-            self.mean[: T - shift] = self.mean[shift:].clone()
-            self.mean[T - shift:] = self.mean[T - shift - 1] if shift < T else self.mean[-1]
+            # New knots start from zero feed-forward: held, the last torque of a plan that still
+            # accelerates at its end compounds over the replans (measured: a 1-D reach diverged).
+            self.mean = shift_held(self.mean, shift, fill=0.0)
+            self._nominal = shift_held(self._nominal, shift)
+            if self.gains is not None:
+                self.gains = shift_held(self.gains, shift)
         self._on_shift(shift)
 
     def _on_shift(self, shift: int) -> None:  # hook for planners with more warm state
@@ -173,43 +209,74 @@ class SamplingPlanner:
             U.clamp_(self.u_lower, self.u_upper)
         return U
 
-    def _rollout_costs(self, x0: torch.Tensor, U: torch.Tensor, X: torch.Tensor, timing: dict) -> torch.Tensor:
+    def _as_t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=self.dtype, device=self.device)
+
+    def _rollout_costs(self, x0: torch.Tensor, U: torch.Tensor, timing: dict) -> torch.Tensor:
+        """Roll the feed-forward samples ``U`` out in closed loop around the nominal (the applied
+        torques land in ``self._applied``, the states in ``self._X``); their costs ``(K,)``, ``inf``
+        where not finite. Raises :class:`PlanningFailed` when no sample is finite."""
         t = time.perf_counter()
-        rollout_torch(self.model, x0, U, X, self.generator)
+        gains = None if self.gains is None else self._as_t(self.gains)
+        rollout_torch(self.model, x0, U, self._X, self.generator, self._as_t(self._nominal), gains,
+                      self.u_lower, self.u_upper, self._applied)
         timing["rollout"] += time.perf_counter() - t
         t = time.perf_counter()
-        costs = self.cost.evaluate_torch(X, U)
+        costs = self.cost.evaluate_torch(self._X, self._applied)
         timing["cost"] += time.perf_counter() - t
-        return torch.nan_to_num(costs, nan=float("inf"))
+        finite = torch.isfinite(costs)
+        if not bool(finite.any()):
+            raise PlanningFailed(f"{type(self).__name__}: all {costs.shape[0]} sampled rollouts are non-finite")
+        timing["finite"] = float(finite.double().mean())
+        return torch.where(finite, costs, torch.full_like(costs, float("inf")))
 
-    def _mean_cost(self, x0: torch.Tensor, U: torch.Tensor, timing: dict) -> float:
-        return float(self._rollout_costs(x0, U[None], self._X1, timing)[0])
+    def _set_mean(self, x0: np.ndarray, U: torch.Tensor, closed_loop: bool = False) -> float:
+        """Roll the actions ``U`` out (``model.step``) and make that the nominal plan; returns its cost.
 
-    def _finish(self, x0, U_ret: torch.Tensor, history, best, iterations, start, timing, t0_s) -> LinearFeedbackPolicy:
-        if not history:
-            history.append(self._mean_cost(x0, U_ret, timing))
-        else:
-            self._mean_cost(x0, U_ret, timing)  # fills _X1 with the returned sequence's rollout
-        X = self._X1[0].detach().cpu().numpy().astype(float)
-        U = U_ret.detach().cpu().numpy().astype(float)
+        ``closed_loop``: ``U`` are feed-forward torques applied with the gains around the current
+        nominal (the nominal then holds the torques that loop applies): the plan follows the
+        samples it came from instead of drifting off them open loop."""
+        U = U.double().cpu().numpy()
+        X, U = closed_loop_rollout(self.model, x0, self._nominal, U, self.gains if closed_loop else None,
+                                   lower=self.u_lower_np, upper=self.u_upper_np)
+        cost = float(self.cost.evaluate(X[0], U[0]).sum())
+        if not np.isfinite(cost):
+            raise PlanningFailed(f"{type(self).__name__}: the nominal plan is not finite")
+        self.mean, self._nominal = self._as_t(U[0]), X[0]
+        return cost
+
+    def _begin_plan(self, x0, t0_s: float | None) -> tuple[torch.Tensor, float]:
+        """Validate ``x0``, shift the warm start and roll it out from ``x0`` with its feedback, let the
+        model prepare (``prepare_plan`` hook); returns ``x0`` as a tensor and the nominal's cost."""
+        x0t = self._x0(x0)
+        x0 = np.asarray(x0, dtype=float)
+        self._shift(t0_s)
+        cost = float("nan")
+        if self._has_plan:
+            try:
+                cost = self._set_mean(x0, self.mean, closed_loop=True)
+            except PlanningFailed:  # the model failed along the kept plan: start afresh
+                cost = float("nan")
+        if not np.isfinite(cost):
+            self.reset()
+            cost = self._set_mean(x0, self.mean)
+        prepare = getattr(self.model, "prepare_plan", None)
+        if prepare is not None:
+            prepare(x0, self.mean.detach().cpu().double().numpy(), dtype=self.dtype)
+        return x0t, cost
+
+    def _finish(self, history, best, iterations, start, timing, t0_s) -> LinearFeedbackPolicy:
+        U = self.mean.detach().cpu().numpy().astype(float)
         self.last_result = SamplingResult(
-            X=X, U=U, cost=history[-1], cost_history=history, best_sample_cost=best, iterations=iterations,
-            num_samples=self.settings.num_samples, solve_time_s=time.perf_counter() - start,
-            time_rollout_s=timing["rollout"], time_cost_s=timing["cost"],
+            X=self._nominal.copy(), U=U, cost=history[-1], cost_history=history, best_sample_cost=best,
+            finite_fraction=timing.get("finite", 1.0), iterations=iterations, num_samples=self.settings.num_samples,
+            solve_time_s=time.perf_counter() - start, time_rollout_s=timing["rollout"], time_cost_s=timing["cost"],
         )
         self._t_prev = t0_s
         self._has_plan = True
-        return LinearFeedbackPolicy(X, U, None, None, t0_s=0.0 if t0_s is None else t0_s, dt_s=self.dt_s,
+        return LinearFeedbackPolicy(self._nominal.copy(), U, None if self.gains is None else self.gains.copy(), None,
+                                    t0_s=0.0 if t0_s is None else t0_s, dt_s=self.dt_s,
                                     u_lower=self.u_lower_np, u_upper=self.u_upper_np)
-
-    def _begin_plan(self, x0, t0_s: float | None) -> torch.Tensor:
-        """Validate ``x0``, shift the warm start, and let the model prepare (``prepare_plan`` hook)."""
-        x0t = self._x0(x0)
-        self._shift(t0_s)
-        prepare = getattr(self.model, "prepare_plan", None)
-        if prepare is not None:
-            prepare(np.asarray(x0, dtype=float), self.mean.detach().cpu().double().numpy(), dtype=self.dtype)
-        return x0t
 
     def _x0(self, x0) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(x0, dtype=float), dtype=self.dtype, device=self.device)
@@ -280,43 +347,43 @@ class CEM(SamplingPlanner):
         s = self.settings
         start = time.perf_counter()
         timing = {"rollout": 0.0, "cost": 0.0}
-        x0t = self._begin_plan(x0, t0_s)
+        x0t, best_cost = self._begin_plan(x0, t0_s)
+        x0 = np.asarray(x0, dtype=float)
         sigma = self.sigma.expand(s.horizon_steps, self.nu).clone()
-        mean = self.mean
+        mean = self.mean.clone()
         best_U = mean.clone()
-        best_cost = self._mean_cost(x0t, best_U, timing)
         history = []
         best_last = float("nan")
         kept = self._kept if (self._kept is not None and s.warm_start) else None
         for _ in range(s.iterations):
             E = self._draw_noise(sigma)
-            U = self._clamp(torch.add(mean, E, out=self._samples))
+            U = torch.add(mean, E, out=self._samples)
             if kept is not None and kept.shape[0] > 0:
                 U[: kept.shape[0]] = kept
-            costs = self._rollout_costs(x0t, U, self._X, timing)
+            costs = self._rollout_costs(x0t, U, timing)
             order = torch.argsort(costs)[: s.num_elites]
-            elites = U[order]
+            order = order[torch.isfinite(costs[order])]
+            elites = self._applied[order]
             best_last = float(costs[order[0]])
             if best_last < best_cost:
                 best_cost, best_U = best_last, elites[0].clone()
             a = s.momentum
             mean.mul_(a).add_(elites.mean(0), alpha=1 - a)
-            sigma = a * sigma + (1 - a) * elites.std(0, unbiased=False).clamp_min(s.min_sigma_nm)
+            if elites.shape[0] > 1:
+                sigma = a * sigma + (1 - a) * elites.std(0, unbiased=False).clamp_min(s.min_sigma_nm)
             kept = elites[: self._n_keep].clone()
-            history.append(best_cost if s.return_best else self._mean_cost(x0t, mean, timing))
+            if s.return_best:
+                history.append(best_cost)
+            else:
+                history.append(self._set_mean(x0, mean))
         self._kept = kept
-        U_ret = best_U if s.return_best else mean.clone()
         if s.return_best:
-            mean.copy_(best_U)
-        return self._finish(x0t, U_ret, history, best_last, s.iterations, start, timing, t0_s)
+            history[-1] = self._set_mean(x0, best_U)
+        return self._finish(history, best_last, s.iterations, start, timing, t0_s)
 
     def _on_shift(self, shift: int) -> None:
         if self._kept is not None and shift:
-            T = self.settings.horizon_steps
-            kept = self._kept.clone()
-            kept[:, : T - shift] = self._kept[:, shift:]
-            kept[:, T - shift:] = self._kept[:, -1:]
-            self._kept = kept
+            self._kept = shift_held(self._kept.transpose(0, 1), shift).transpose(0, 1)
 
 
 # ---- random shooting ----------------------------------------------------------------------------
@@ -352,12 +419,11 @@ class RandomShooting(SamplingPlanner):
     def optimize(self, x0, t0_s: float | None = None) -> LinearFeedbackPolicy:
         start = time.perf_counter()
         timing = {"rollout": 0.0, "cost": 0.0}
-        x0t = self._begin_plan(x0, t0_s)
+        x0t, _ = self._begin_plan(x0, t0_s)
         E = self._draw_noise(self.sigma)
         E[0] = 0.0  # keep the current mean as a candidate
-        U = self._clamp(torch.add(self.mean, E, out=self._samples))
-        costs = self._rollout_costs(x0t, U, self._X, timing)
+        costs = self._rollout_costs(x0t, torch.add(self.mean, E, out=self._samples), timing)
         i = int(torch.argmin(costs))
-        self.mean.copy_(U[i])
         best = float(costs[i])
-        return self._finish(x0t, self.mean.clone(), [best], best, 1, start, timing, t0_s)
+        cost = self._set_mean(np.asarray(x0, dtype=float), self._applied[i])
+        return self._finish([cost], best, 1, start, timing, t0_s)

@@ -19,6 +19,8 @@ import numpy as np
 from .episodes import Episodes
 
 TRIAL_MARKER_VERSION = 1
+#: A trial starts, ends after its steps, or is aborted (its episode must not be learned from).
+TRIAL_EVENTS = ("start", "end", "abort")
 
 
 class JointMapper:
@@ -54,7 +56,7 @@ class TrialMarker:
     """The controller's description of one trial, published at its start and end.
 
     Attributes:
-        event: ``"start"`` or ``"end"``.
+        event: ``"start"``, ``"end"`` or ``"abort"`` (:data:`TRIAL_EVENTS`).
         trial: running trial number (unique per controller run).
         iteration: controller iteration the trial belongs to.
         start_s: time of step 0 on the controller's clock (s).
@@ -77,8 +79,8 @@ class TrialMarker:
     version: int = field(default=TRIAL_MARKER_VERSION)
 
     def __post_init__(self) -> None:
-        if self.event not in ("start", "end"):
-            raise ValueError(f"trial marker event must be 'start' or 'end', got {self.event!r}")
+        if self.event not in TRIAL_EVENTS:
+            raise ValueError(f"trial marker event must be one of {TRIAL_EVENTS}, got {self.event!r}")
         if self.version != TRIAL_MARKER_VERSION:
             raise ValueError(f"trial marker version {self.version} is not {TRIAL_MARKER_VERSION}")
         if not (np.isfinite(self.start_s) and np.isfinite(self.dt_s) and self.dt_s > 0 and self.steps >= 1):

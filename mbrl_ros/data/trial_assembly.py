@@ -149,6 +149,11 @@ class TrialAssembler:
             return [UnalignedTrial(aborted, f"trial {aborted.trial}: trial {marker.trial} started before its end marker came")]
         if self._open is not None and (self._open.trial, self._open.start_s) == key:
             self._open = None
+        if marker.event == "abort":
+            # The controller gave the trial up (reset, state lost): its torques are not its policy's.
+            self._ended.pop(marker, None)
+            self._remember_finished(marker)
+            return []
         if key not in self._finished:
             self._ended.setdefault(marker, log_ns)
         return self._finish()

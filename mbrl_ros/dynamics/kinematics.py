@@ -212,3 +212,24 @@ def _rotate_columns(P: list[torch.Tensor], axis: np.ndarray, c: torch.Tensor, s:
             col = term if col is None else col + term
         out.append(col)
     return out
+
+
+def reachable_goals(kinematics: ArmKinematics, q_center_rad, n: int, seed: int, spread_rad: float = 0.5,
+                    avoid_m=(), min_separation_m: float = 0.1) -> np.ndarray:
+    """``n`` seeded end-effector goals ``(n, 3)`` the arm can reach: the end-effector positions of
+    joint configurations drawn uniformly within ``spread_rad`` of ``q_center_rad`` (and inside the
+    joint limits), each at least ``min_separation_m`` from the points in ``avoid_m`` (e.g. a goal
+    trials trained on) and from each other."""
+    rng = np.random.default_rng(seed)
+    q_center = np.asarray(q_center_rad, dtype=float)
+    lower, upper = kinematics.model.lowerPositionLimit, kinematics.model.upperPositionLimit
+    taken = [np.asarray(p, dtype=float) for p in avoid_m]
+    goals: list[np.ndarray] = []
+    for _ in range(1000 * n):
+        q = np.clip(q_center + rng.uniform(-spread_rad, spread_rad, q_center.shape), lower, upper)
+        p = kinematics.ee_position(q)
+        if all(np.linalg.norm(p - other) >= min_separation_m for other in taken + goals):
+            goals.append(p)
+            if len(goals) == n:
+                return np.stack(goals)
+    raise ValueError(f"found {len(goals)} of {n} goals {min_separation_m} m apart within {spread_rad} rad of {q_center.tolist()}")

@@ -27,9 +27,9 @@ from std_srvs.srv import Trigger
 
 from mbrl_ros.ros import qos
 from mbrl_ros.ros.conversions import InvalidMessage, decode_command, joint_state_msg, time_msg
-from mbrl_ros.ros.diagnostics import PeriodStats, diagnostic_array, status
+from mbrl_ros.ros.diagnostics import diagnostic_array, status
 from mbrl_ros.ros.params import LiveSettings, declare_field
-from mbrl_ros.realtime import use_fifo, use_realtime_process
+from mbrl_ros.realtime import PeriodStats, use_fifo, use_realtime_process
 from mbrl_ros.ros.spin import run_node
 from mbrl_ros.sim import SIM_PARAMETERS, SimNodeSettings, SimulatedArm
 

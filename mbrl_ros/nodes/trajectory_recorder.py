@@ -170,7 +170,9 @@ class TrajectoryRecorder(Node):
 
 
 def main(args=None) -> None:
-    run_node(TrajectoryRecorder, args)
+    # rclpy's events executor cannot pass a callback its MessageInfo (it raises SystemError), and
+    # the recorder logs every message at its send time, which only MessageInfo gives.
+    run_node(TrajectoryRecorder, args, events_executor=False)
 
 
 if __name__ == "__main__":

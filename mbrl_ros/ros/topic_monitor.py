@@ -13,7 +13,7 @@ import time
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from mbrl_ros.ros.diagnostics import PeriodStats, PeriodSummary
+from mbrl_ros.realtime import PeriodStats, PeriodSummary
 
 
 def message_type(name: str):

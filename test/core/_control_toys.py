@@ -79,3 +79,25 @@ class Pendulum:
         Bm[..., 1, 0] = h / I
         Bm[..., 0, 0] = h * h / I
         return A, Bm
+
+
+class PlanarChain:
+    """End-effector kinematics of a planar chain of revolute joints about z (link lengths in m):
+    ``p(q) = Σ_i l_i [cos θ_i, sin θ_i, 0]`` with ``θ_i = q_1 + … + q_i`` (the kinematics interface
+    :class:`~mbrl_ros.control.costs.ReachCost` uses)."""
+
+    def __init__(self, lengths_m) -> None:
+        self.lengths = np.asarray(lengths_m, dtype=float)
+        self.nq = self.lengths.size
+
+    def ee_position(self, q):
+        theta = np.cumsum(np.asarray(q, dtype=float), axis=-1)
+        p = np.stack([(self.lengths * np.cos(theta)).sum(-1), (self.lengths * np.sin(theta)).sum(-1)], axis=-1)
+        return np.concatenate([p, np.zeros(p.shape[:-1] + (1,))], axis=-1)
+
+    def ee_position_jacobian(self, q):
+        theta = np.cumsum(np.asarray(q, dtype=float), axis=-1)
+        # dp/dq_k sums the links from k outwards (reversed cumulative sums).
+        dx = np.flip(np.cumsum(np.flip(-self.lengths * np.sin(theta), -1), -1), -1)
+        dy = np.flip(np.cumsum(np.flip(self.lengths * np.cos(theta), -1), -1), -1)
+        return self.ee_position(q), np.stack([dx, dy, np.zeros_like(dx)], axis=-2)

@@ -81,7 +81,7 @@ def test_mppi_warm_start_shifts_the_mean():
     mean_before = planner.mean.clone()
     planner._shift(0.2)  # two steps later
     assert torch.allclose(planner.mean[:8], mean_before[2:])
-    assert torch.allclose(planner.mean[8:], mean_before[-1].expand(2, 1))
+    assert torch.all(planner.mean[8:] == 0.0)  # new knots start from zero feed-forward
 
 
 def test_sampling_settings_validation():
@@ -116,3 +116,20 @@ def test_policy_feedback_interpolation_and_clipping():
     assert interp.action(interp.nominal_state(0.05), 0.05) == pytest.approx([1.5])
     with pytest.raises(ValueError):
         LinearFeedbackPolicy(X, U, K[:1])
+
+
+def test_feedback_sampling_reaches_a_goal_the_open_loop_planner_drifts_past():
+    """Sampled around a stabilising gain, MPPI's receding horizon settles on the goal; the returned
+    policy carries the gain."""
+    model = double_integrator(0.05)
+    cost = QuadraticCost(Q=np.diag([1.0, 0.01]), R=np.diag([0.001]), QT=np.diag([100.0, 1.0]), x_goal=[1.0, 0.0])
+    gain = np.array([[-9.0, -5.4]])
+    settings = MPPISettings(num_samples=128, horizon_steps=30, temperature=0.1, temperature_relative=True,
+                            noise_sigma_nm=1.0, noise_smoothing=0.5, seed=0)
+    planner = MPPI(model, cost, settings, feedback_gain=gain)
+    x = np.zeros(2)
+    for k in range(80):
+        policy = planner.optimize(x, 0.05 * k)
+        x = model.step(x, policy.action(x, 0.05 * k))
+    np.testing.assert_allclose(policy.K, np.broadcast_to(gain, (30, 1, 2)))
+    assert abs(x[0] - 1.0) < 0.02 and abs(x[1]) < 0.05

@@ -143,3 +143,43 @@ def test_semi_parametric_learns_the_residual():
 def test_settings_are_validated(kwargs):
     with pytest.raises(ValueError):
         EnsembleSettings(**kwargs)
+
+
+def test_analytic_jacobians_match_finite_differences_in_float64(model):
+    """The reverse-mode Jacobians against central differences of the same network in float64
+    (the float32 network's own rounding would hide an error of 1e-4)."""
+    m = EnsembleDynamics(2, 1, 0.05, EnsembleSettings(**SMALL))
+    m.load_state_arrays(model.state_arrays())
+    m.net.double()
+    m._invalidate()
+    rng = np.random.default_rng(3)
+    x, u = rng.normal(size=(6, 2)), rng.normal(size=(6, 1))
+    A, B = m.linearize(x, u)
+    h = 1e-6
+    for i in range(2):
+        dx = np.zeros(2)
+        dx[i] = h
+        np.testing.assert_allclose(A[:, :, i], (m.step(x + dx, u) - m.step(x - dx, u)) / (2 * h), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(B[:, :, 0], (m.step(x, u + h) - m.step(x, u - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("batch", [7, 64, 101])
+def test_ts_inf_each_sample_gets_its_own_members_prediction(model, batch):
+    """Grouped by member, every sample's next state is what its elite alone predicts for it, and the
+    elites get nearly equal shares."""
+    settings = EnsembleSettings(**{**SMALL, "sample_aleatoric": False})
+    m = EnsembleDynamics(2, 1, 0.05, settings)
+    m.load_state_arrays(model.state_arrays())
+    rng = np.random.default_rng(4)
+    x = torch.as_tensor(rng.normal(size=(batch, 2)), dtype=torch.float32)
+    u = torch.as_tensor(rng.normal(size=(batch, 1)), dtype=torch.float32)
+    begin_rollout(m, batch, torch.Generator().manual_seed(5))
+    out = m.step_torch(x, u)
+    counts = torch.bincount(m._member_index, minlength=len(m.elites))
+    assert int(counts.max() - counts.min()) <= -(-batch // len(m.elites)) - batch // len(m.elites) + 1
+    z = ((torch.cat([x, u], -1).double() - m.in_mean) / m.in_std).float()
+    for i in range(batch):
+        member = m.elites[int(m._member_index[i])]
+        mean, _ = m.net(z[i].expand(settings.n_members, 1, 3))
+        alone = x[i].double() + mean[member, 0].double() * m.out_std + m.out_mean
+        torch.testing.assert_close(out[i].double(), alone, rtol=1e-5, atol=1e-6)

@@ -256,3 +256,13 @@ def test_an_aborted_trial_is_given_up_when_the_next_one_starts():
     assert finished[0].marker.trial == 1 and "trial 2 started before its end marker came" in finished[0].reason
     assert finished[1].marker.trial == 2
     assert assembler.add_marker(ns(12.0), marker("end", 1, 10.0)) == [], "its end marker, late, starts nothing"
+
+
+def test_a_trial_the_controller_aborts_gives_no_episode_and_frees_the_recorder():
+    assembler = TrialAssembler()
+    events = [e for e in trial_events(start_s=10.0, trial=1) if not (e[0] == "marker" and e[2].event == "end")]
+    assert feed(assembler, events) == [] and assembler.open_trials == 1
+    assert assembler.add_marker(ns(10.52), marker("abort", 1, 10.0)) == [] and assembler.open_trials == 0
+    (ready,) = feed(assembler, trial_events(start_s=11.0, trial=2, t0=10.52))
+    assert isinstance(ready, EpisodeReady) and ready.marker.trial == 2, "the next trial is not reported as lost"
+    assert assembler.add_marker(ns(12.0), marker("end", 1, 10.0)) == [], "an aborted trial is never aligned"

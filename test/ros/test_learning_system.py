@@ -21,7 +21,7 @@ HOLD_S = 5.0
 def summary(tmp_path_factory):
     return run_demo(DemoSettings(
         iterations=ITERATIONS, trials_per_iteration=TRIALS, trial_steps=STEPS, hold_s=HOLD_S, timeout_s=400.0,
-        runs_dir=str(tmp_path_factory.mktemp("runs")),
+        runs_dir=str(tmp_path_factory.mktemp("runs")), reach_planners=("ilqr",), reach_goals=1,
         # No ensemble on this budget: the final mode plans on the URDF model (make demo: the learned one).
         extra={"dynamics_learner": {"ensemble_enabled": False}, "mpc_controller": {"model_source": "physics"}},
     ))
@@ -44,6 +44,12 @@ def test_the_final_mode_takes_over_where_the_last_trial_ended(summary):
         f"iLQR took over at {hold['start_distance_m'] * 100:.1f} cm; the last trials ended at "
         f"{np.round(np.asarray(last['final_distances_m']) * 100, 1).tolist()} cm")
     assert hold["final_distance_m"] < 0.01, f"iLQR on the URDF model holds at {hold['final_distance_m'] * 100:.2f} cm"
+
+
+def test_after_learning_the_arm_is_reset_and_reaches_a_goal_no_trial_trained_on(summary):
+    (reach,) = summary["goal_reaches"]
+    assert np.linalg.norm(np.asarray(reach["goal_m"]) - summary["goal_m"]) >= 0.1
+    assert reach["time_to_2cm_s"] is not None and reach["distance_at_end_m"] < 0.02, reach
 
 
 def test_every_trial_bag_reads_back_with_its_messages(summary):

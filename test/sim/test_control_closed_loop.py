@@ -18,6 +18,8 @@ from mbrl_ros.sim.arm import SimSettings, SimulatedArm
 
 DT_S = 0.02
 OFFSET_M = np.array([0.1, 0.15, -0.1])  # target relative to the home EE position (reachable)
+# Weights for this 0.6 s horizon at dt = 0.02 s (bench/control.py's).
+COST_WEIGHTS = dict(ee_weight=100.0, ee_weight_terminal=1000.0, velocity_weight=0.1, velocity_weight_terminal=1.0)
 
 
 def _run(make_planner, duration_s=2.0, feedback_every_physics_step=False):
@@ -26,7 +28,7 @@ def _run(make_planner, duration_s=2.0, feedback_every_physics_step=False):
     with SimulatedArm(SimSettings(robot="panda")) as sim:
         x = sim.state().x
         target = sim.ee_position() + OFFSET_M
-        cost = ReachCost.for_model(model, CostSettings(ee_target_m=tuple(target)))
+        cost = ReachCost.for_model(model, CostSettings(ee_target_m=tuple(target), **COST_WEIGHTS))
         planner = make_planner(model, cost, sim)
         n = round(DT_S * sim.settings.physics_rate_hz)
         distances = []
