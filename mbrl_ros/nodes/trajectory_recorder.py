@@ -37,7 +37,8 @@ from mbrl_ros.ros.params import LiveSettings
 from mbrl_ros.ros.spin import run_node
 
 #: How long (log time) messages wait before being written, so a trial's bag can be cut at its end
-#: even when the recorder handles messages late and out of order. CI saw a 170 ms backlog.
+#: even when the recorder handles messages late and out of order: under load it handles them over
+#: 100 ms late.
 _BAG_HOLD_S = 1.0
 
 
@@ -100,8 +101,7 @@ class TrajectoryRecorder(Node):
         waited_ns = max(0, time.time_ns() - info["source_timestamp"])
         # Never negative (sim time reads 0 before the first /clock), and never before the topic's
         # previous message: sim time advances in /clock steps while the wait is continuous, so
-        # joint states 2 ms apart swapped places in the bag and in a replay of it (measured without
-        # this: 335 of 22,362 in test_learning_system's bags).
+        # without this joint states 2 ms apart can swap places in the bag and in a replay of it.
         log_ns = max(0, self.get_clock().now().nanoseconds - waited_ns, self._last_log_ns.get(key, -1) + 1)
         self._last_log_ns[key] = log_ns
         self._writer.write(self._topics[key], log_ns, raw)
