@@ -1,10 +1,11 @@
 """trajectory_recorder: records the arm's streams into rosbag2 bags and cuts them into episodes.
 
 Subscribes (raw, so bags hold the bytes exactly as received) to ``joint_states``, the torque
-command topic and the controller's trial markers (``/mbrl/trial``). Every trial becomes one bag
-segment ``<bag_dir>/<start>_trial_<n>``, cut at the trial's end by log time (a crash loses at most
-the trial in progress), and one episode, aligned to the controller's period, published on
-``/mbrl/episodes``. Which messages make a trial, and when it is complete, is the ROS-free
+command topic and the controller's trial markers (``/mbrl/trial``). Every trial that gives an
+episode becomes one bag segment ``<bag_dir>/<recorder start>_trial_<n>``, cut at the trial's end by
+log time (a crash loses at most the trial in progress), and one episode, aligned to the
+controller's period, published on ``/mbrl/episodes``; an aborted or unusable trial's messages go
+into the next segment. Which messages make a trial, and when it is complete, is the ROS-free
 :class:`~mbrl_ros.data.trial_assembly.TrialAssembler`'s business; this node logs every message,
 checks and decodes it, hands it over, and cuts and publishes what comes back.
 """
