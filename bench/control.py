@@ -319,7 +319,8 @@ def main(argv=None) -> int:
     results["mppi"] = mppi
     results["mppi_linearized_physics"] = mppi_lin
 
-    # Targets (DESIGN/issue): honest pass/fail, for both rollout models.
+    # Targets, reported as plain pass/fail (a miss stays a miss), for both rollout models: MPPI K = 512
+    # within 20 ms and >= 1.5x pytorch-mppi at equal cost, warm iLQR within 20 ms.
     croc = results["crocoddyl_fddp"]
     targets = {}
     for label, table in (("exact_physics", mppi), ("linearized_physics", mppi_lin)):

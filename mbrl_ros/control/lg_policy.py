@@ -107,8 +107,8 @@ class InitialControllerSettings:
     """Initial controller: a mass-matrix-scaled PD around a joint target plus scaled noise.
 
     Mean ``u = M(q0) (ω² (q_target - q) - 2 ζ ω qd)`` (torque on top of gravity compensation);
-    noise standard deviation ``noise_scale * sqrt(M_ii(q0))`` per joint (N·m). DESIGN §6: ω = 6–10,
-    ζ = 0.9 keeps the light wrist stable at a 20 Hz zero-order hold.
+    noise standard deviation ``noise_scale * sqrt(M_ii(q0))`` per joint (N·m). ω = 6–10 rad/s with
+    ζ = 0.9 is the usual range: it keeps the light wrist stable at a 20 Hz zero-order hold.
 
     Attributes:
         omega_rad_s: PD natural frequency ω.

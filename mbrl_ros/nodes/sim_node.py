@@ -68,9 +68,9 @@ class SimNode(Node):
         self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
 
         self._running = True
-        # Measured without it, on 2 cores with the learner training: a step's new torque reached the
-        # physics 2-44 ms (median 4, p90 10-16) of simulated time after the controller sent it, so the
-        # recorded (state, torque) pairs no longer described the arm's motion.
+        # SCHED_FIFO when paced: at normal priority, on 2 cores with the learner training, a step's new
+        # torque reaches the physics 2-44 ms (median 4, p90 10-16) of simulated time after the
+        # controller sends it, and the recorded (state, torque) pairs do not describe the arm's motion.
         self._rt_priority = settings.rt_priority if self._real_time_factor > 0 else 0  # unpaced, FIFO would starve the rest
         self._realtime = use_realtime_process(self._rt_priority, self.get_logger().warn)
         self._thread = threading.Thread(target=self._physics_loop, name="physics", daemon=True)

@@ -61,7 +61,7 @@ JOINT_STATES_RECORD = _keep_last(1000)
 
 #: Recording the torque commands: as deep, for the same reason. The arm wants only the newest
 #: command (COMMANDS, depth 1), but a recorder busy closing a bag would keep only the last one and
-#: lose the start of the next trial's torques (seen: 0.1-0.7 s of a trial's commands missing).
+#: lose the start of the next trial's torques (0.1-0.7 s of them).
 COMMANDS_RECORD = _keep_last(250)
 
 

@@ -37,7 +37,7 @@ def spinning_node(name: str) -> Iterator[Node]:
         yield node
     finally:
         # The spinning thread must be gone before the context is: a wait it starts on a shut-down
-        # context raises in that thread (seen once in test_learning_system).
+        # context raises in that thread.
         executor.shutdown()
         thread.join(timeout=2.0)
         node.destroy_node()

@@ -14,7 +14,7 @@ from mbrl_ros.sim import SimSettings, SimulatedArm
 
 T = 40
 H = 20
-# DESIGN defaults (E = 7, 5 elites, 4x200 SiLU, NLL, bootstrap) trained long enough to converge:
+# The ensemble's defaults (E = 7, 5 elites, 4x200 SiLU, NLL, bootstrap) trained long enough to converge:
 # at 150 epochs the ratio below is ~1.8, at 300 ~1.9, at 500 ~2.1 (measured, seed 0).
 ENSEMBLE = EnsembleSettings(batch_size=64, max_epochs_per_train=500, patience_epochs=50, seed=0)
 
