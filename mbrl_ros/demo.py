@@ -134,7 +134,7 @@ def _reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemat
     return rows
 
 
-def _plot_reaches(rows: list[dict], path: Path) -> None:
+def _plot_reaches(rows: list[dict], model_source: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +147,7 @@ def _plot_reaches(rows: list[dict], path: Path) -> None:
                 label=f"{row['planner']} to [{goal}]")
     ax.axhline(2.0, color="red", lw=0.8, label="2 cm")
     ax.set(xlabel="time since the arm was reset to the start (s)", ylabel="end-effector distance (cm)", yscale="log",
-           title="Reaching goals no trial trained on, on the learned model")
+           title=f"Reaching goals no trial trained on, on the {model_source} model")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -196,6 +196,7 @@ def run_demo(settings: DemoSettings) -> dict:
 
     controller_yaml = yaml.safe_load(config_path(settings.config).read_text())["mpc_controller"]["ros__parameters"]
     final_mode = controller_yaml.get("final_mode", "ilqr")
+    model_source = overrides.get("mpc_controller", {}).get("model_source", controller_yaml.get("model_source", "learned"))
     robot = controller_yaml.get("robot", "panda")
     goal = np.asarray(controller_yaml["goal_xyz_m"], dtype=float)
 
@@ -208,7 +209,7 @@ def run_demo(settings: DemoSettings) -> dict:
     hold: dict = {"mode": final_mode, "final_distance_m": None}
     started = time.monotonic()
     print(f"run folder {run_dir}; {', '.join(s.executable for s in specs)} starting (logs in {run_dir / 'logs'})")
-    then = f", then {final_mode} on the learned model for {settings.hold_s:g} s" if settings.hold_s > 0 else ""
+    then = f", then {final_mode} on the {model_source} model for {settings.hold_s:g} s" if settings.hold_s > 0 else ""
     print(f"goal {np.round(goal, 3).tolist()} m; {settings.iterations} iterations x {settings.trials_per_iteration} trials "
           f"x {settings.trial_steps} steps{then}")
     print(" ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, (4, 6, 13, 10, 6, 6, 7, 7))), flush=True)
@@ -229,10 +230,10 @@ def run_demo(settings: DemoSettings) -> dict:
                 rows.append(progress[len(rows)])
                 print(_row_text(rows[-1]), flush=True)
             time.sleep(0.2)
-        # Joint states are watched from here on only: at 500 Hz the subscription costs this process
-        # a quarter of a core, which the learner needs while the trials run. Reliable and deep, as a
-        # recorder subscribes: best effort, this process (not real-time) lost a quarter of them
-        # during a hold and reported the arm's rate as 368 Hz.
+        # Joint states are watched from here on only: every one costs this process executor time,
+        # which the learner needs while the trials run. Reliable and deep, as a recorder subscribes:
+        # a best-effort subscription in this (not real-time) process loses some and under-reports
+        # the arm's rate.
         joints = TopicMonitor(node, JointState, "joint_states", qos.JOINT_STATES_RECORD)
         if not wait_for(lambda: joints.count >= 2, 10.0):
             raise RuntimeError("no /joint_states from sim_node")
@@ -271,6 +272,7 @@ def run_demo(settings: DemoSettings) -> dict:
         "completed_iterations": len(rows),
         "final_mean_distance_m": rows[-1]["mean_final_distance_m"] if rows else None,
         "best_mean_distance_m": min(r["mean_final_distance_m"] for r in rows) if rows else None,
+        "model_source": model_source,
         "hold": hold,
         "goal_reaches": [{k: v for k, v in r.items() if k not in ("times_s", "distances_m")} for r in reaches],
         "joint_states_rate_hz": rate.rate_hz,
@@ -283,7 +285,7 @@ def run_demo(settings: DemoSettings) -> dict:
     if rows:
         _plot(rows, hold, run_dir / "learning_curve.png")
     if reaches:
-        _plot_reaches(reaches, run_dir / "goal_reaches.png")
+        _plot_reaches(reaches, model_source, run_dir / "goal_reaches.png")
     return summary
 
 
@@ -297,7 +299,7 @@ def main(settings: DemoSettings) -> int:
     print(f"final LQR-FLM trials: mean end-effector distance {rows[-1]['mean_final_distance_m'] * 100:.2f} cm "
           f"(first iteration {rows[0]['mean_final_distance_m'] * 100:.2f} cm)")
     if hold["final_distance_m"] is not None:
-        print(f"{hold['mode']} on the learned model took over at {hold['start_distance_m'] * 100:.2f} cm and holds the "
+        print(f"{hold['mode']} on the {summary['model_source']} model took over at {hold['start_distance_m'] * 100:.2f} cm and holds the "
               f"goal at {hold['final_distance_m'] * 100:.2f} cm")
     print(f"/joint_states observed at {summary['joint_states_rate_hz']:.1f} Hz "
           f"(period p99 {summary['joint_states_period_p99_ms']:.2f} ms) in this process")

@@ -66,19 +66,28 @@ def use_realtime_process(priority: int, warn: Callable[[str], None]) -> bool:
 
 
 def run_periodic(period_s: float, now: Callable[[], float], running: Callable[[], bool], tick: Callable[[], None],
-                 on_lost: Callable[[int], None], poll_s: float | None = None) -> None:
+                 on_lost: Callable[[int], None], advanced: threading.Event | None = None) -> None:
     """Call ``tick`` every ``period_s`` of the clock ``now`` (seconds) against absolute deadlines
     while ``running()``; when the thread wakes a whole period late, ``on_lost(slots)`` counts the
     lost slots and the deadlines re-align (no burst of catch-up ticks).
 
-    ``poll_s``: look at the clock at least this often, for a clock that is not the one
-    ``time.sleep`` follows (simulated time); ``None`` sleeps straight to each deadline.
+    ``advanced``: for a clock that is not the one ``time.sleep`` follows (simulated time), an event
+    set whenever the clock moves: the loop looks at the clock then (and at least every period),
+    instead of polling it.
     """
     next_s = now()
     while running():
         next_s += period_s
-        while running() and (remaining := next_s - now()) > 0.0:
-            time.sleep(remaining if poll_s is None else min(remaining, poll_s))
+        while running():
+            if advanced is not None:
+                advanced.clear()  # before reading the clock: a later advance wakes the wait below
+            remaining = next_s - now()
+            if remaining <= 0.0:
+                break
+            if advanced is None:
+                time.sleep(remaining)
+            else:
+                advanced.wait(period_s)
         late_s = now() - next_s
         if late_s > period_s:
             on_lost(int(late_s // period_s))

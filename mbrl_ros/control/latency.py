@@ -12,6 +12,7 @@ planning model under the policy in force for ``n = ceil(L / dt)`` model steps an
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from collections import deque
 
 import numpy as np
@@ -40,20 +41,25 @@ class LatencyEstimate:
         return float(min(np.quantile(np.asarray(self._latencies), self.quantile), cap_s))
 
 
-def predict_start(model, policy: LinearFeedbackPolicy | None, x: np.ndarray, t_s: float, lead_s: float
+def predict_start(model, policies: Sequence[LinearFeedbackPolicy], x: np.ndarray, t_s: float, lead_s: float
                   ) -> tuple[np.ndarray, float]:
     """``(x0, t0_s)``: the state the arm is predicted to reach ``lead_s`` after ``t_s``, rounded up
-    to whole model steps, and that time. Each step holds the torque the policy in force gives at
-    the step's start (its feedback included); without a policy (a PD hold keeps the arm at rest),
-    or with ``lead_s <= 0``, the plan starts from ``x`` at ``t_s``."""
+    to whole model steps, and that time. ``policies``: the plan in force, then any plan accepted to
+    take over at its own ``t0_s`` (in that order); each step holds the torque the plan in force at
+    the step's start gives there, its feedback included and clipped to the plan's box (a pending
+    plan's feedback, applied before its start, drives the arm towards a state it is not in: the
+    prediction then diverges). Without a plan (a PD hold keeps the arm at rest), or with
+    ``lead_s <= 0``, the plan starts from ``x`` at ``t_s``."""
     x = np.asarray(x, dtype=float)
-    if policy is None or lead_s <= 0.0:
+    if not policies or lead_s <= 0.0:
         return x, t_s
     dt = float(model.dt_s)
     steps = math.ceil(lead_s / dt - 1e-9)
     for k in range(steps):
-        x_next = model.step(x, policy.action(x, t_s + k * dt))
+        t = t_s + k * dt
+        policy = next((p for p in reversed(policies) if p.t0_s <= t + 1e-9), policies[0])
+        x_next = model.step(x, policy.action(x, t))
         if not np.all(np.isfinite(x_next)):
-            return np.asarray(x, dtype=float), t_s + k * dt  # trust the prediction only as far as it is finite
+            return np.asarray(x, dtype=float), t  # trust the prediction only as far as it is finite
         x = x_next
     return x, t_s + steps * dt

@@ -104,14 +104,15 @@ class UpdateReport:
 @dataclass(frozen=True)
 class PlanRequest:
     """Plan from state ``x`` measured at time ``t0_s`` towards ``goal`` (end-effector target, m);
-    ``policy`` is the plan in force (``None`` under a PD hold), for predicting where the arm will be
-    when the new plan takes effect (:mod:`mbrl_ros.control.latency`)."""
+    ``policies``: the plan in force, then the pending ones, each taking over at its start (none
+    under a PD hold), for predicting where the arm will be when the new plan takes effect
+    (:mod:`mbrl_ros.control.latency`)."""
 
     x: np.ndarray
     t0_s: float
     goal: np.ndarray
     epoch: int
-    policy: LinearFeedbackPolicy | None = None
+    policies: tuple[LinearFeedbackPolicy, ...] = ()
 
 
 class LearningRun:
@@ -166,7 +167,9 @@ class LearningRun:
         self._handover_iteration: int | None = None  # the last trial's iteration, until the first plan
         self._hold: LinearGaussianPolicy | None = None  # PD hold of HOLDING (None: hold where the arm is next)
         self._policy: LinearFeedbackPolicy | None = None
-        self._pending: LinearFeedbackPolicy | None = None
+        # Accepted plans that start later, by start time: each was planned from the state
+        # predicted under the plans before it, so each takes over at its own start.
+        self._pending: list[LinearFeedbackPolicy] = []
         self._epoch = 0
         self._ensemble_version = 0
         self._ensemble_iteration = -1
@@ -181,7 +184,7 @@ class LearningRun:
         return initial_pd_policy(1, np.asarray(q, dtype=float), self._M0, self.settings.initial_controller())
 
     def _enter(self, phase: Phase, now_s: float) -> None:
-        self._policy = self._pending = None
+        self._policy, self._pending = None, []
         if phase is Phase.RETURNING:
             self._new_epoch()
             self._reset_pending = False
@@ -322,8 +325,8 @@ class LearningRun:
                 self._hold = self._pd_hold(q)
             return self._hold.mean_action(x, 0), False
         # PLANNING
-        if self._pending is not None and now_s >= self._pending.t0_s:
-            self._policy, self._pending = self._pending, None
+        while self._pending and now_s >= self._pending[0].t0_s:
+            self._policy = self._pending.pop(0)
         policy = self._policy
         if now_s > policy.t0_s + policy.horizon_s:
             # No newer plan (a failing or dead planner): past its horizon a policy would hold its last
@@ -473,29 +476,42 @@ class LearningRun:
             if x is None or self.settings.mode not in PLANNING_MODES \
                     or self.phase not in (Phase.HOLDING, Phase.PLANNING) or not self._model_ready():
                 return None
-            in_force = (self._pending or self._policy) if self.phase is Phase.PLANNING else None
+            in_force = (self._policy, *self._pending) if self.phase is Phase.PLANNING else ()
             return PlanRequest(np.array(x, dtype=float), now_s, self._goal.copy(), self._epoch, in_force)
 
     def on_plan(self, policy: LinearFeedbackPolicy, request: PlanRequest, now_s: float) -> str:
-        """Hand back the plan made for ``request``: ``accepted``, ``stale`` (most of it already in
-        the past) or ``obsolete`` (made before a reset, a lost state or a mode change)."""
+        """Hand back the plan made for ``request``: ``accepted``, ``stale`` (its first knot already
+        past: it arrived later than predicted) or ``obsolete`` (made before a reset, a lost state or a mode change). A plan that
+        takes over from a PD hold starts when it arrives."""
         with self._lock:
+            # A plan predicted under plans in force does not start where a hold keeps the arm.
             if request.epoch != self._epoch or self.settings.mode not in PLANNING_MODES \
-                    or self.phase not in (Phase.HOLDING, Phase.PLANNING):
+                    or self.phase not in (Phase.HOLDING, Phase.PLANNING) \
+                    or (self.phase is Phase.HOLDING and request.policies):
                 self.counts["obsolete_plans"] += 1
                 return "obsolete"
-            if now_s - policy.t0_s > 0.5 * policy.horizon_s:
+            if self.phase is Phase.HOLDING:
+                # The hold kept the arm at rest where the plan starts: the plan starts when it
+                # arrives, however long it took (its first knots, run late, would pull the arm
+                # through its feedback towards where the plan expected it by now).
+                self.counts["plans"] += 1
+                self.phase = Phase.PLANNING
+                self._handover_iteration = None
+                self._policy = policy.retimed(max(policy.t0_s, now_s))
+                return "accepted"
+            # Planned from where the arm was predicted to be at its start: one that arrives after
+            # its first knot has passed finds the arm elsewhere on another path (plans differ most
+            # in the null space of a redundant arm), and its feedback would yank the arm onto it.
+            if now_s - policy.t0_s > policy.dt_s:
                 self.counts["stale_plans"] += 1
                 return "stale"
             self.counts["plans"] += 1
-            if self.phase is Phase.HOLDING:
-                self.phase = Phase.PLANNING
-                self._handover_iteration = None
-                self._policy = policy
-            elif policy.t0_s > now_s:
-                self._pending = policy
+            # A plan supersedes the pending ones that start with it or after it (planned without them).
+            self._pending = [p for p in self._pending if p.t0_s < policy.t0_s]
+            if policy.t0_s > now_s:
+                self._pending.append(policy)
             else:
-                self._policy, self._pending = policy, None
+                self._policy, self._pending = policy, []
             return "accepted"
 
     # ---- reporting ------------------------------------------------------------------------------------

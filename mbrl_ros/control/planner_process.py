@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -71,8 +72,9 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
             if isinstance(planner.model, DisturbanceModel):
                 planner.model.observe(executed)
             planner.cost.set_ee_target(goal)
-            in_force = None if in_force is None else LinearFeedbackPolicy(*in_force[:4], t0_s=in_force[4], dt_s=in_force[5])
-            x0, t0_s = predict_start(planner.model, in_force, x, t_s, lead_s)
+            policies = [LinearFeedbackPolicy(X, U, K, k, t0_s=t0, dt_s=dt, u_lower=-physics.effort_limit_nm,
+                                             u_upper=physics.effort_limit_nm) for X, U, K, k, t0, dt in in_force]
+            x0, t0_s = predict_start(planner.model, policies, x, t_s, lead_s)
             policy = planner.optimize(x0, t0_s)
             connection.send(("policy", policy.X, policy.U, policy.K, policy.k, policy.t0_s, policy.dt_s))
         except Exception as err:  # reported to the parent, which counts it and keeps the last policy
@@ -129,14 +131,14 @@ class PlannerProcess:
         self._learned = ensemble_bytes
 
     def plan(self, settings: ControllerSettings, x: np.ndarray, t_s: float, goal: np.ndarray,
-             executed: list | None = None, in_force: LinearFeedbackPolicy | None = None,
+             executed: list | None = None, in_force: Sequence[LinearFeedbackPolicy] = (),
              lead_s: float = 0.0) -> LinearFeedbackPolicy:
         """A policy for the arm measured in state ``x`` at ``t_s``: planned from the state predicted
-        ``lead_s`` later under ``in_force`` (the plan the arm executes meanwhile; see
-        :mod:`mbrl_ros.control.latency`), starting then. ``executed``: ``(x, mean torque, x_next)``
+        ``lead_s`` later under ``in_force`` (the plan in force and the pending ones the arm executes
+        meanwhile; see :mod:`mbrl_ros.control.latency`), starting then. ``executed``: ``(x, mean torque, x_next)``
         model steps the arm made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`)."""
-        policy = None if in_force is None else (in_force.X, in_force.U, in_force.K, in_force.k, in_force.t0_s, in_force.dt_s)
-        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t_s, goal, executed or [], policy, lead_s))
+        plans = [(p.X, p.U, p.K, p.k, p.t0_s, p.dt_s) for p in in_force]
+        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t_s, goal, executed or [], plans, lead_s))
         return LinearFeedbackPolicy(X, U, K, k, t0_s=t0, dt_s=dt)
 
     def close(self) -> None:

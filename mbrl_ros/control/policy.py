@@ -107,6 +107,11 @@ class LinearFeedbackPolicy:
     def horizon_s(self) -> float:
         return self.T * self.dt_s
 
+    def retimed(self, t0_s: float) -> "LinearFeedbackPolicy":
+        """The same plan with knot 0 at ``t0_s``."""
+        return LinearFeedbackPolicy(self.X, self.U, self.K, self.k, t0_s, self.dt_s, self.u_lower, self.u_upper,
+                                    self.interpolate_action)
+
     def _knot(self, t_s: float) -> tuple[int, float]:
         tau = (t_s - self.t0_s) / self.dt_s
         if tau <= 0.0:

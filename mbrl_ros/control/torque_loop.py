@@ -9,6 +9,7 @@ publishes zero torque: a bug must never leave the last torque applied.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from typing import Callable
@@ -44,12 +45,11 @@ class TorqueLoop:
         self.lost_ticks = 0
         self.running = True
 
-    def run(self, steady_clock: bool) -> None:
-        """Tick until :attr:`running` is cleared: against the steady clock, or the node's clock
-        looked at every 2 ms when it is simulated time (rclpy's ``Clock.sleep_until`` would register
-        a time-jump callback per tick, run on every /clock message)."""
-        run_periodic(self.period_s, time.monotonic if steady_clock else self._now, lambda: self.running, self.tick,
-                     self._count_lost, None if steady_clock else 0.002)
+    def run(self, clock_advanced: threading.Event | None = None) -> None:
+        """Tick until :attr:`running` is cleared: against the steady clock, or, on simulated time,
+        against the node's clock, looked at whenever ``clock_advanced`` is set (each /clock)."""
+        run_periodic(self.period_s, time.monotonic if clock_advanced is None else self._now, lambda: self.running,
+                     self.tick, self._count_lost, clock_advanced)
 
     def _count_lost(self, slots: int) -> None:
         self.lost_ticks += slots

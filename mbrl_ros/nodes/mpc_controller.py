@@ -22,6 +22,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -230,10 +232,16 @@ class MPCController(Node):
     def _torque_thread(self) -> None:
         if self._realtime:
             use_fifo(self.settings.rt_priority)
-        sim_time = self.get_parameter("use_sim_time").value
-        while sim_time and self._running and self._now_s() == 0.0:
-            time.sleep(0.01)  # no /clock yet
-        self._torque.run(steady_clock=not sim_time)
+        if not self.get_parameter("use_sim_time").value:
+            return self._torque.run()
+        # One persistent jump callback: rclpy's Clock.sleep_until would register one per tick.
+        advanced = threading.Event()
+        handle = self.get_clock().create_jump_callback(  # noqa: F841 (the handle keeps it registered)
+            JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=None, on_clock_change=False),
+            post_callback=lambda _jump: advanced.set())
+        while self._running and self._now_s() == 0.0:
+            advanced.wait(0.1)  # no /clock yet
+        self._torque.run(advanced)
 
     def _latest_state(self) -> tuple[np.ndarray | None, float]:
         with self._lock:

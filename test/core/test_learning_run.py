@@ -291,7 +291,13 @@ def test_planning_from_the_start_accepts_fresh_plans_and_refuses_stale_and_obsol
     u, from_plan = h.tick()
     assert not from_plan and np.allclose(u, 0.0, atol=1e-9), "a PD hold at the start, where the arm rests"
     request = h.run.plan_request(h.now, h.x)
-    assert h.run.on_plan(plan(h.now - 0.3), request, h.now) == "stale", "most of a 0.5 s plan already past"
+    late = plan(h.now - 0.3)
+    late.U[:] = 0.1 * np.arange(late.T)[:, None]  # a torque per knot
+    assert h.run.on_plan(late, request, h.now) == "accepted", "the hold kept the arm where the plan starts"
+    u, from_plan = h.tick()
+    assert from_plan and np.allclose(u, 0.0), "it starts at its first knot when it arrives, not at the sixth"
+    assert h.run.on_plan(plan(h.now - 0.06), request, h.now) == "stale", "its first 50 ms knot already past"
+    assert h.run.on_plan(plan(h.now - 0.04), request, h.now) == "accepted", "within its first knot"
     assert h.run.on_plan(plan(h.now), request, h.now) == "accepted"
     h.run.request_return(h.now)
     assert h.run.on_plan(plan(h.now), request, h.now) == "obsolete", "made before the reset"
@@ -320,7 +326,9 @@ def test_an_expired_plan_hands_the_arm_to_a_pd_hold_where_it_is():
     q_held = h.x[:NQ].copy()
     h.tick(int(2.0 / TICK_S))
     assert np.max(np.abs(h.x[:NQ] - q_held)) < 0.02 and np.max(np.abs(h.x[NQ:])) < 0.01, "at rest near where it expired"
-    assert h.run.on_plan(plan(in_flight.t0_s + 2.0), in_flight, h.now) == "accepted", "a late plan is still a plan"
+    assert h.run.on_plan(plan(in_flight.t0_s + 2.0), in_flight, h.now) == "obsolete", \
+        "planned from where the expired plan would have taken the arm, not from the hold"
+    assert h.run.on_plan(plan(h.now), h.run.plan_request(h.now, h.x), h.now) == "accepted"
 
 
 def test_a_lost_state_drops_the_plan_and_holds_where_the_arm_is_when_states_return():
@@ -366,3 +374,28 @@ def test_torques_are_clipped_to_the_limits_and_never_non_finite():
     h.run.on_plan(plan(h.now, u=np.nan), h.run.plan_request(h.now, h.x), h.now)
     u, from_plan = h.tick()
     assert np.all(u == 0.0) and not from_plan
+
+
+def test_plans_that_start_later_queue_by_start_and_a_plan_supersedes_those_starting_after_it():
+    h = planning_harness()
+    request = h.run.plan_request(h.now, h.x)
+    assert h.run.on_plan(plan(h.now, u=1.0), request, h.now) == "accepted"
+    b, c = plan(h.now + 0.1, u=2.0), plan(h.now + 0.2, u=3.0)
+    assert h.run.on_plan(b, request, h.now) == "accepted" and h.run.on_plan(c, request, h.now) == "accepted"
+    assert h.run.plan_request(h.now, h.x).policies[1:] == (b, c), "the next plan is predicted under all of them"
+    torques = [h.tick()[0][0] for _ in range(60)]  # 0.24 s of 4 ms ticks
+    assert torques[0] == 1.0 and 2.0 in torques and torques[-1] == 3.0, "B ran from its start, then C"
+    d = plan(h.now + 0.05, u=4.0)
+    e = plan(h.now + 0.10, u=5.0)
+    assert h.run.on_plan(e, request, h.now) == "accepted" and h.run.on_plan(d, request, h.now) == "accepted"
+    assert h.run.plan_request(h.now, h.x).policies[1:] == (d,), "D starts before E: E was planned without it"
+
+
+def test_a_plan_predicted_under_a_plan_that_expired_meanwhile_is_not_started_from_the_hold():
+    h = planning_harness()
+    assert h.run.on_plan(plan(h.now), h.run.plan_request(h.now, h.x), h.now) == "accepted"
+    request = h.run.plan_request(h.now, h.x)
+    assert request.policies, "planned from the state predicted under the plan in force"
+    h.until(lambda: h.run.phase is Phase.HOLDING)  # the plan runs out: a PD hold where the arm is
+    assert h.run.on_plan(plan(h.now + 0.1), request, h.now) == "obsolete"
+    assert h.run.on_plan(plan(h.now), h.run.plan_request(h.now, h.x), h.now) == "accepted"

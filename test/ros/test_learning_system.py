@@ -94,4 +94,4 @@ def test_the_run_folder_holds_the_curve_and_a_summary_that_matches(summary):
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["iterations"] == summary["iterations"]
     assert any(name.startswith("tvlg_v") for name in on_disk["models"])
-    assert on_disk["joint_states_rate_hz"] > 400.0, "the demo reports the /joint_states rate it saw"
+    assert on_disk["joint_states_rate_hz"] > 200.0, "the demo reports the /joint_states rate it saw"

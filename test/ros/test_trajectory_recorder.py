@@ -73,6 +73,6 @@ def test_a_trial_becomes_an_aligned_episode_and_a_bag(system, client_node):
     counts = {}
     for topic, _, _ in read_messages([bag], list(topics)):
         counts[topic] = counts.get(topic, 0) + 1
-    assert counts["/joint_states"] > 0.8 * 500 * STEPS * DT_S
+    assert counts["/joint_states"] > 0.8 * 250 * STEPS * DT_S
     assert counts["/effort_controller/commands"] > 0.8 * STEPS * DT_S / 0.004 * 0.5
     assert counts["/mbrl/trial"] == 2
