@@ -34,7 +34,8 @@ from mbrl_ros.control.controller_settings import ControllerSettings  # noqa: E40
 from mbrl_ros.control.planners import build_planner  # noqa: E402
 from mbrl_ros.dynamics.physics import PhysicsModel  # noqa: E402
 from mbrl_ros.sim.arm import SimSettings, SimulatedArm  # noqa: E402
-from mbrl_ros.sim.reach import ReachRun, planner_callback, random_reachable_goals, receding_horizon_reach  # noqa: E402
+from mbrl_ros.dynamics.kinematics import reachable_goals  # noqa: E402
+from mbrl_ros.sim.reach import ReachRun, planner_callback, receding_horizon_reach  # noqa: E402
 
 Q0 = mpc_models.Q0
 DT_S = mpc_models.DT_S
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
     data = mpc_models.DataSettings(lqr_flm_iterations=2, exploration_trials=10) if quick else mpc_models.DataSettings()
     steps = 40 if quick else 100
     physics = PhysicsModel.from_robot("panda", dt_s=DT_S)
-    goals = np.vstack([DEMO_GOAL, random_reachable_goals(physics, 1 if quick else 3, seed=7, q0=Q0)])
+    goals = np.vstack([DEMO_GOAL, reachable_goals(physics.kinematics, Q0, 1 if quick else 3, 7, min_separation_m=0.0,
+                                                   from_center_m=(0.10, 0.35), limit_margin_rad=0.1)])
     settings = ControllerSettings()
     results = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                            "python": platform.python_version(), "torch": torch.__version__},

@@ -215,19 +215,25 @@ def _rotate_columns(P: list[torch.Tensor], axis: np.ndarray, c: torch.Tensor, s:
 
 
 def reachable_goals(kinematics: ArmKinematics, q_center_rad, n: int, seed: int, spread_rad: float = 0.5,
-                    avoid_m=(), min_separation_m: float = 0.1) -> np.ndarray:
+                    avoid_m=(), min_separation_m: float = 0.1, from_center_m: tuple[float, float] = (0.0, np.inf),
+                    limit_margin_rad: float = 0.0) -> np.ndarray:
     """``n`` seeded end-effector goals ``(n, 3)`` the arm can reach: the end-effector positions of
-    joint configurations drawn uniformly within ``spread_rad`` of ``q_center_rad`` (and inside the
-    joint limits), each at least ``min_separation_m`` from the points in ``avoid_m`` (e.g. a goal
-    trials trained on) and from each other."""
+    joint configurations drawn uniformly within ``spread_rad`` of ``q_center_rad`` (and
+    ``limit_margin_rad`` inside the joint limits), each at least ``min_separation_m`` from the points
+    in ``avoid_m`` (e.g. a goal trials trained on) and from each other, and ``from_center_m``
+    (min, max) from where ``q_center_rad`` puts the end effector."""
     rng = np.random.default_rng(seed)
     q_center = np.asarray(q_center_rad, dtype=float)
-    lower, upper = kinematics.model.lowerPositionLimit, kinematics.model.upperPositionLimit
+    lower = kinematics.model.lowerPositionLimit + limit_margin_rad
+    upper = kinematics.model.upperPositionLimit - limit_margin_rad
+    center = kinematics.ee_position(q_center)
     taken = [np.asarray(p, dtype=float) for p in avoid_m]
     goals: list[np.ndarray] = []
     for _ in range(1000 * n):
         q = np.clip(q_center + rng.uniform(-spread_rad, spread_rad, q_center.shape), lower, upper)
         p = kinematics.ee_position(q)
+        if not from_center_m[0] <= np.linalg.norm(p - center) <= from_center_m[1]:
+            continue
         if all(np.linalg.norm(p - other) >= min_separation_m for other in taken + goals):
             goals.append(p)
             if len(goals) == n:

@@ -22,8 +22,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.clock import JumpThreshold
-from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -45,7 +43,7 @@ from mbrl_ros.ros import payloads, qos
 from mbrl_ros.ros.conversions import InvalidMessage, JointStateDecoder, command_msg, decode_point, path_msg
 from mbrl_ros.ros.diagnostics import diagnostic_array, status
 from mbrl_ros.ros.params import declare, declare_settings, settings_changes
-from mbrl_ros.ros.spin import run_node
+from mbrl_ros.ros.spin import ClockAdvanced, run_node
 
 #: How often the node says, in its log, what the run is waiting for (s).
 _WAITING_LOG_PERIOD_S = 5.0
@@ -234,14 +232,10 @@ class MPCController(Node):
             use_fifo(self.settings.rt_priority)
         if not self.get_parameter("use_sim_time").value:
             return self._torque.run()
-        # One persistent jump callback: rclpy's Clock.sleep_until would register one per tick.
-        advanced = threading.Event()
-        handle = self.get_clock().create_jump_callback(  # noqa: F841 (the handle keeps it registered)
-            JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=None, on_clock_change=False),
-            post_callback=lambda _jump: advanced.set())
+        advanced = ClockAdvanced(self)
         while self._running and self._now_s() == 0.0:
-            advanced.wait(0.1)  # no /clock yet
-        self._torque.run(advanced)
+            advanced.event.wait(0.1)  # no /clock yet
+        self._torque.run(advanced.event)
 
     def _latest_state(self) -> tuple[np.ndarray | None, float]:
         with self._lock:

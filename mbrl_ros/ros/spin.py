@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import rclpy
+from rclpy.clock import JumpThreshold
 from rclpy.context import Context
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.signals import SignalHandlerOptions
@@ -42,6 +44,18 @@ def spinning_node(name: str) -> Iterator[Node]:
         thread.join(timeout=2.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+class ClockAdvanced:
+    """A :class:`threading.Event` set whenever ``node``'s clock moves forward (each ``/clock`` on
+    simulated time): a thread keeping deadlines on that clock waits on it instead of polling.
+    One time-jump callback, registered once (rclpy's ``Clock.sleep_until`` registers one per call)."""
+
+    def __init__(self, node: Node) -> None:
+        self.event = threading.Event()
+        self._handle = node.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=None, on_clock_change=False),
+            post_callback=lambda _jump: self.event.set())
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 0.01) -> bool:

@@ -4,8 +4,7 @@
 policy's ``action(x, t)`` at the torque loop's rate (250 Hz: every 4 ms) and replans every control
 step ``dt_s`` from the state at that instant (no planning latency). The torque loop's ticks are cut
 into executed model steps (:class:`~mbrl_ros.control.disturbance.StepWindows`) and handed to the
-next plan, as the node hands them to its planner process. :func:`random_reachable_goals` draws
-end-effector goals the arm can reach from a start pose. Used by ``bench/mpc.py`` and the tests.
+next plan, as the node hands them to its planner process. Used by ``bench/mpc.py`` and the tests.
 """
 
 from __future__ import annotations
@@ -101,19 +100,3 @@ def planner_callback(planner, goal) -> Callable:
         return planner.optimize(x, t_s)
 
     return plan
-
-
-def random_reachable_goals(physics, n: int, seed: int, q0, spread_rad: float = 0.5, min_m: float = 0.10,
-                           max_m: float = 0.35) -> np.ndarray:
-    """``n`` end-effector positions ``(n, 3)`` of configurations ``q0 + U(-spread, spread)`` per
-    joint, 0.1 rad inside the joint limits, that lie ``min_m``..``max_m`` from where ``q0`` puts it."""
-    q0 = np.asarray(q0, dtype=float)
-    rng = np.random.default_rng(seed)
-    start = physics.kinematics.ee_position(q0)
-    lo, hi = physics.position_lower_rad + 0.1, physics.position_upper_rad - 0.1
-    goals: list[np.ndarray] = []
-    while len(goals) < n:
-        p = physics.kinematics.ee_position(np.clip(q0 + rng.uniform(-spread_rad, spread_rad, (64, q0.size)), lo, hi))
-        d = np.linalg.norm(p - start, axis=1)
-        goals += list(p[(d >= min_m) & (d <= max_m)])
-    return np.array(goals[:n])

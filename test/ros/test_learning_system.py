@@ -13,7 +13,7 @@ from mbrl_ros.data.bag_episodes import episodes_from_streams, read_streams
 from mbrl_ros.data.bags import bag_topics, read_messages
 from mbrl_ros.demo import DemoSettings, run_demo
 
-ITERATIONS, TRIALS, STEPS = 4, 3, 60
+ITERATIONS, TRIALS, STEPS = 5, 3, 60
 HOLD_S = 5.0
 
 

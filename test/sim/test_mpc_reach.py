@@ -8,9 +8,10 @@ import torch
 
 from mbrl_ros.control.controller_settings import ControllerSettings
 from mbrl_ros.control.planners import build_planner
+from mbrl_ros.dynamics.kinematics import reachable_goals
 from mbrl_ros.dynamics.physics import PhysicsModel
 from mbrl_ros.sim.arm import SimSettings, SimulatedArm
-from mbrl_ros.sim.reach import planner_callback, random_reachable_goals, receding_horizon_reach
+from mbrl_ros.sim.reach import planner_callback, receding_horizon_reach
 
 Q0 = np.array([0.0, -0.5, 0.0, -2.0, 0.0, 1.6, 0.8])
 
@@ -24,7 +25,7 @@ def physics():
 def test_node_default_planner_reaches_seeded_goals_on_the_physics_model(physics, mode):
     torch.manual_seed(0)
     settings = ControllerSettings(mode=mode, model_source="physics").planner()
-    goals = random_reachable_goals(physics, 3, seed=11, q0=Q0)
+    goals = reachable_goals(physics.kinematics, Q0, 3, 11, from_center_m=(0.10, 0.35), limit_margin_rad=0.1)
     with SimulatedArm(SimSettings(robot="panda")) as sim:
         for goal in goals:
             planner = build_planner(settings, physics, physics, Q0)
