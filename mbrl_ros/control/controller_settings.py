@@ -9,7 +9,7 @@ message as the reason.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -79,6 +79,7 @@ class ControllerSettings:
     effort_weight: float = CostSettings.effort_weight
     velocity_weight: float = CostSettings.velocity_weight
     velocity_weight_terminal: float = CostSettings.velocity_weight_terminal
+    mpc_velocity_weight: float = 0.2
     disturbance_gain: float = 0.3
     kl_step: float = 0.2
     trial_steps: int = 100
@@ -135,7 +136,8 @@ class ControllerSettings:
     def planner(self) -> PlannerSettings:
         """The receding-horizon planner these settings describe (ilqr/mppi modes and final modes)."""
         return PlannerSettings(mode=self.final_mode if self.mode == "lqr_flm" else self.mode,
-                               model_source=self.model_source, device=self.device, cost=self.cost(),
+                               model_source=self.model_source, device=self.device,
+                               cost=replace(self.cost(), velocity_weight=self.mpc_velocity_weight),
                                ilqr=self.ilqr(), mppi=self.mppi(), mppi_feedback_omega_rad_s=self.mppi_feedback_omega_rad_s,
                                disturbance_gain=self.disturbance_gain)
 
@@ -175,7 +177,11 @@ PARAMETERS: dict[str, ParameterInfo] = {
     "ee_weight": ParameterInfo("Running end-effector distance weight (1/m²).", 0.0, 1e9),
     "ee_weight_terminal": ParameterInfo("Terminal end-effector distance weight (1/m²).", 0.0, 1e9),
     "effort_weight": ParameterInfo("Torque weight per kg·m² of joint inertia.", 0.0, 1e6),
-    "velocity_weight": ParameterInfo("Running joint velocity weight (s²/rad²).", 0.0, 1e6),
+    "velocity_weight": ParameterInfo("Running joint velocity weight of the LQR-FLM trials (s²/rad²).", 0.0, 1e6),
+    "mpc_velocity_weight": ParameterInfo(
+        "ilqr/mppi: running joint velocity weight (s²/rad²). Once the end effector is at the goal, motion in the "
+        "redundant arm's null space costs only this; at 0.01 plans swung the arm off the goal after fast reaches.",
+        0.0, 1e6),
     "velocity_weight_terminal": ParameterInfo("Terminal joint velocity weight (s²/rad²).", 0.0, 1e6),
     "disturbance_gain": ParameterInfo(
         "ilqr/mppi: weight of each executed step's model error in the disturbance the plans include "

@@ -52,6 +52,11 @@ from mbrl_ros.data.episodes import Episodes
 
 PLANNING_MODES = ("ilqr", "mppi")
 
+#: A pending plan takes over only if the arm is within this much (rad, rad/s, any joint) of the
+#: plan's nominal state then: it was planned from a predicted start, and a start the arm is far
+#: from makes its feedback gains (hundreds of N·m/rad) saturate the torques.
+TAKEOVER_TOLERANCE = 0.3
+
 
 class Phase(enum.Enum):
     RETURNING = "returning"
@@ -176,7 +181,7 @@ class LearningRun:
         self._last_error_rad = float("inf")
         self.counts = {k: 0 for k in (
             "trials", "lost_trials", "aborted_trials", "updates", "failed_updates", "plans", "stale_plans",
-            "obsolete_plans", "expired_plans", "stale_state_stops", "clipped_ticks")}
+            "obsolete_plans", "mismatched_plans", "expired_plans", "stale_state_stops", "clipped_ticks")}
 
     # ---- helpers (under the lock) ---------------------------------------------------------------------
     def _pd_hold(self, q: np.ndarray) -> LinearGaussianPolicy:
@@ -326,7 +331,11 @@ class LearningRun:
             return self._hold.mean_action(x, 0), False
         # PLANNING
         while self._pending and now_s >= self._pending[0].t0_s:
-            self._policy = self._pending.pop(0)
+            policy = self._pending.pop(0)
+            if np.max(np.abs(x - policy.nominal_state(now_s))) <= TAKEOVER_TOLERANCE:
+                self._policy = policy
+            else:
+                self.counts["mismatched_plans"] += 1
         policy = self._policy
         if now_s > policy.t0_s + policy.horizon_s:
             # No newer plan (a failing or dead planner): past its horizon a policy would hold its last
@@ -476,13 +485,15 @@ class LearningRun:
             if x is None or self.settings.mode not in PLANNING_MODES \
                     or self.phase not in (Phase.HOLDING, Phase.PLANNING) or not self._model_ready():
                 return None
+            if self.phase is Phase.HOLDING and np.max(np.abs(x[self._nq:])) > self.settings.start_tolerance_rad:
+                return None  # a plan from a hold starts when it arrives, where the hold keeps the arm at rest
             in_force = (self._policy, *self._pending) if self.phase is Phase.PLANNING else ()
             return PlanRequest(np.array(x, dtype=float), now_s, self._goal.copy(), self._epoch, in_force)
 
     def on_plan(self, policy: LinearFeedbackPolicy, request: PlanRequest, now_s: float) -> str:
         """Hand back the plan made for ``request``: ``accepted``, ``stale`` (its first knot already
-        past: it arrived later than predicted) or ``obsolete`` (made before a reset, a lost state or a mode change). A plan that
-        takes over from a PD hold starts when it arrives."""
+        past: it arrived later than predicted) or ``obsolete`` (made before a reset, a lost state or
+        a mode change). A plan that takes over from a PD hold starts when it arrives."""
         with self._lock:
             # A plan predicted under plans in force does not start where a hold keeps the arm.
             if request.epoch != self._epoch or self.settings.mode not in PLANNING_MODES \

@@ -21,7 +21,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Path
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -42,7 +41,7 @@ from mbrl_ros.realtime import use_fifo, use_normal_scheduling, use_realtime_proc
 from mbrl_ros.ros import payloads, qos
 from mbrl_ros.ros.conversions import InvalidMessage, JointStateDecoder, command_msg, decode_point, path_msg
 from mbrl_ros.ros.diagnostics import diagnostic_array, status
-from mbrl_ros.ros.params import declare, declare_settings, settings_changes
+from mbrl_ros.ros.params import LiveSettings, declare_field
 from mbrl_ros.ros.spin import ClockAdvanced, run_node
 
 #: How often the node says, in its log, what the run is waiting for (s).
@@ -52,11 +51,9 @@ _WAITING_LOG_PERIOD_S = 5.0
 class MPCController(Node):
     def __init__(self) -> None:
         super().__init__("mpc_controller")
-        info = PARAMETERS["robot"]
-        robot = declare(self, "robot", ControllerSettings.robot, info.description, read_only=True, choices=info.choices)
-        s = self.settings = declare_settings(self, ControllerSettings(robot=robot), PARAMETERS)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        robot = declare_field(self, ControllerSettings(), PARAMETERS, "robot")  # the other defaults follow it
+        self._settings = LiveSettings(self, ControllerSettings(robot=robot), PARAMETERS, self._on_settings_changed)
+        s = self.settings
 
         self._physics = PhysicsModel.from_robot(s.robot, dt_s=s.dt_s)
         self._joint_names = list(self._physics.spec.joint_names)
@@ -131,18 +128,12 @@ class MPCController(Node):
     def _cost(self, settings: ControllerSettings) -> ReachCost:
         return ReachCost.for_model(self._physics, settings.cost(), self._q0)
 
-    def _validate_parameters(self, params) -> SetParametersResult:
-        try:
-            self.settings.replace(**settings_changes(params, PARAMETERS))
-        except (ValueError, TypeError) as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        return SetParametersResult(successful=True)
+    @property
+    def settings(self) -> ControllerSettings:
+        return self._settings.value
 
-    def _apply_parameters(self, params) -> None:
-        changed = settings_changes(params, PARAMETERS)
-        self.settings = self.settings.replace(**changed)
-        cost = self._cost(self.settings) if changed.keys() & COST_FIELDS else None
-        self.run.apply_settings(self.settings, self._now_s(), cost)
+    def _on_settings_changed(self, settings: ControllerSettings, changed: set[str]) -> None:
+        self.run.apply_settings(settings, self._now_s(), self._cost(settings) if changed & COST_FIELDS else None)
         self._planning.wake()
 
     # ---- inputs -------------------------------------------------------------------------------------

@@ -74,9 +74,7 @@ class TrajectoryRecorder(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
         # Reliable, and created first: the executor serves ready subscriptions in creation order, so
         # a joint state that ends a trial closes its bag before later commands are written into it.
-        self._joint_sub = self.create_subscription(
-            JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_RECORD, raw=True
-        )
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_RECORD, raw=True)
         self._best_effort_check = self.create_timer(1.0, self._warn_about_best_effort_publishers)
         self.create_subscription(
             Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS_RECORD, raw=True
@@ -115,17 +113,6 @@ class TrajectoryRecorder(Node):
         self.get_logger().warn(f"rejected {what}: {err}", throttle_duration_sec=1.0)
 
     def _on_joint_state(self, raw: bytes, info: MessageInfo) -> None:
-        # Every joint state already queued is taken here: the executor's wait for each message
-        # costs several times its handling, and a recorder that falls behind loses states.
-        while True:
-            self._handle_joint_state(raw, info)
-            with self._joint_sub.handle:
-                taken = self._joint_sub.handle.take_message(JointState, True)
-            if taken is None:
-                return
-            raw, info = taken
-
-    def _handle_joint_state(self, raw: bytes, info: MessageInfo) -> None:
         self._record("joint_states", raw, info)
         msg = deserialize_message(raw, JointState)
         try:

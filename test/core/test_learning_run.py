@@ -307,13 +307,13 @@ def test_planning_from_the_start_accepts_fresh_plans_and_refuses_stale_and_obsol
 def test_a_plan_for_a_predicted_state_takes_over_at_its_start_time():
     h = planning_harness()
     request = h.run.plan_request(h.now, h.x)
-    h.run.on_plan(plan(h.now, u=1.0), request, h.now)
+    h.run.on_plan(plan(h.now, u=1e-4), request, h.now)  # small torques: the arm stays near both nominals
     start = h.now + 0.1
-    assert h.run.on_plan(plan(start, u=2.0), h.run.plan_request(h.now, h.x), h.now) == "accepted"
+    assert h.run.on_plan(plan(start, u=2e-4, x_hat=h.x), h.run.plan_request(h.now, h.x), h.now) == "accepted"
     h.until(lambda: h.now >= start - TICK_S / 2)
-    assert np.allclose(h.torques[-2][0], 1.0), "the executing plan runs until the new one starts"
+    assert np.allclose(h.torques[-2][0], 1e-4), "the executing plan runs until the new one starts"
     h.tick()
-    assert np.allclose(h.torques[-1][0], 2.0)
+    assert np.allclose(h.torques[-1][0], 2e-4)
 
 
 def test_an_expired_plan_hands_the_arm_to_a_pd_hold_where_it_is():
@@ -379,12 +379,12 @@ def test_torques_are_clipped_to_the_limits_and_never_non_finite():
 def test_plans_that_start_later_queue_by_start_and_a_plan_supersedes_those_starting_after_it():
     h = planning_harness()
     request = h.run.plan_request(h.now, h.x)
-    assert h.run.on_plan(plan(h.now, u=1.0), request, h.now) == "accepted"
-    b, c = plan(h.now + 0.1, u=2.0), plan(h.now + 0.2, u=3.0)
+    assert h.run.on_plan(plan(h.now, u=1e-4), request, h.now) == "accepted"
+    b, c = plan(h.now + 0.1, u=2e-4, x_hat=h.x), plan(h.now + 0.2, u=3e-4, x_hat=h.x)
     assert h.run.on_plan(b, request, h.now) == "accepted" and h.run.on_plan(c, request, h.now) == "accepted"
     assert h.run.plan_request(h.now, h.x).policies[1:] == (b, c), "the next plan is predicted under all of them"
     torques = [h.tick()[0][0] for _ in range(60)]  # 0.24 s of 4 ms ticks
-    assert torques[0] == 1.0 and 2.0 in torques and torques[-1] == 3.0, "B ran from its start, then C"
+    assert torques[0] == 1e-4 and 2e-4 in torques and torques[-1] == 3e-4, "B ran from its start, then C"
     d = plan(h.now + 0.05, u=4.0)
     e = plan(h.now + 0.10, u=5.0)
     assert h.run.on_plan(e, request, h.now) == "accepted" and h.run.on_plan(d, request, h.now) == "accepted"
@@ -398,4 +398,22 @@ def test_a_plan_predicted_under_a_plan_that_expired_meanwhile_is_not_started_fro
     assert request.policies, "planned from the state predicted under the plan in force"
     h.until(lambda: h.run.phase is Phase.HOLDING)  # the plan runs out: a PD hold where the arm is
     assert h.run.on_plan(plan(h.now + 0.1), request, h.now) == "obsolete"
+    h.tick(int(2.0 / TICK_S))  # at rest under the hold
     assert h.run.on_plan(plan(h.now), h.run.plan_request(h.now, h.x), h.now) == "accepted"
+
+
+def test_a_pending_plan_far_from_the_arm_when_it_would_start_is_dropped():
+    h = planning_harness()
+    assert h.run.on_plan(plan(h.now, u=1.0), h.run.plan_request(h.now, h.x), h.now) == "accepted"
+    far = plan(h.now + 0.02, u=2.0, x_hat=np.full(2 * NQ, 1.0))  # 1 rad from the arm
+    assert h.run.on_plan(far, h.run.plan_request(h.now, h.x), h.now) == "accepted"
+    torques = [h.tick()[0][0] for _ in range(10)]
+    assert torques == [1.0] * 10 and h.run.counts["mismatched_plans"] == 1, "the plan in force runs on"
+
+
+def test_a_hold_asks_for_a_plan_only_once_the_arm_is_at_rest():
+    h = planning_harness()
+    moving = h.x.copy()
+    moving[NQ] = 0.5
+    assert h.run.plan_request(h.now, moving) is None
+    assert h.run.plan_request(h.now, h.x) is not None

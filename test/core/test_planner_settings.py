@@ -11,7 +11,7 @@ PLANNER_FIELDS = {
     "mode": "mppi", "model_source": "physics", "horizon_steps": 20, "ilqr_max_iterations": 3, "mppi_samples": 64,
     "mppi_iterations": 2, "mppi_temperature": 0.5, "mppi_noise_scale": 2.0, "mppi_noise_smoothing": 0.2,
     "mppi_feedback_omega_rad_s": 4.0, "device": "cuda", "ee_weight": 1.0, "ee_weight_terminal": 10.0,
-    "effort_weight": 0.1, "velocity_weight": 0.1, "velocity_weight_terminal": 1.0, "disturbance_gain": 0.5,
+    "effort_weight": 0.1, "mpc_velocity_weight": 0.1, "velocity_weight_terminal": 1.0, "disturbance_gain": 0.5,
     "seed": 3, "goal_xyz_m": (0.4, 0.1, 0.5),
 }
 
