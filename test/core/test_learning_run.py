@@ -186,11 +186,7 @@ def test_a_deaf_recorder_holds_the_trial_back_and_says_so():
 
 
 def test_a_lost_episode_is_run_again_after_the_timeout():
-    h = Harness()
-    h.run_trials(2)
-    h.tick()
-    h.reset_done()
-    h.until(lambda: h.run.phase is Phase.UPDATING)
+    h = harness_at_update()
     h.deliver_iteration(0, n=1)  # the recorder could not align the second trial
     h.tick(int(0.5 / TICK_S))
     assert h.run.phase is Phase.UPDATING, "not before episode_timeout_s"
@@ -247,11 +243,7 @@ def test_a_lost_episode_during_the_hand_over_sends_the_arm_back_for_another_tria
 
 
 def test_a_failed_update_is_reported_and_repeats_the_iteration():
-    h = Harness()
-    h.run_trials(2)
-    h.tick()
-    h.reset_done()
-    h.until(lambda: h.run.phase is Phase.UPDATING)
+    h = harness_at_update()
     episodes = h.episodes_of(0, 2)
     for e in episodes:
         h.run.on_episodes(e)
@@ -276,6 +268,16 @@ def test_a_stale_state_aborts_the_trial_with_a_marker_and_stops_the_torque():
     assert np.all(u == 0.0) and not from_plan
     assert h.io.markers[-1].event == "abort" and h.run.phase is Phase.RETURNING
     assert h.run.counts["stale_state_stops"] == 1 and h.run.counts["aborted_trials"] == 1
+
+
+def harness_at_update() -> Harness:
+    """An iteration's two trials run, the arm reset: the run waits for their episodes to update."""
+    h = Harness()
+    h.run_trials(2)
+    h.tick()
+    h.reset_done()
+    h.until(lambda: h.run.phase is Phase.UPDATING)
+    return h
 
 
 def planning_harness(**settings) -> Harness:
