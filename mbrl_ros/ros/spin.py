@@ -33,15 +33,22 @@ def spinning_node(name: str) -> Iterator[Node]:
     node = rclpy.create_node(name, context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    done = threading.Event()
+
+    def spin() -> None:
+        while not done.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     try:
         yield node
     finally:
-        # The spinning thread must be gone before the context is: a wait it starts on a shut-down
-        # context raises in that thread.
-        executor.shutdown()
+        # The spinning thread must be gone before the executor and the context are: a wait it is in
+        # when the executor shuts down raises in that thread (rclpy destroys its guard condition).
+        done.set()
         thread.join(timeout=2.0)
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
 
