@@ -57,6 +57,11 @@ PLANNING_MODES = ("ilqr", "mppi")
 #: from makes its feedback gains (hundreds of N·m/rad) saturate the torques.
 TAKEOVER_TOLERANCE = 0.3
 
+#: A plan the arm has left by more than this (rad, rad/s, any joint) is abandoned for a PD hold
+#: where the arm is, as a trajectory controller aborts past its path tolerance: its feedback,
+#: saturated that far from the nominal, no longer brings the arm back.
+PATH_TOLERANCE = 0.6
+
 
 class Phase(enum.Enum):
     RETURNING = "returning"
@@ -181,7 +186,7 @@ class LearningRun:
         self._last_error_rad = float("inf")
         self.counts = {k: 0 for k in (
             "trials", "lost_trials", "aborted_trials", "updates", "failed_updates", "plans", "stale_plans",
-            "obsolete_plans", "mismatched_plans", "expired_plans", "stale_state_stops", "clipped_ticks")}
+            "obsolete_plans", "mismatched_plans", "abandoned_plans", "expired_plans", "stale_state_stops", "clipped_ticks")}
 
     # ---- helpers (under the lock) ---------------------------------------------------------------------
     def _pd_hold(self, q: np.ndarray) -> LinearGaussianPolicy:
@@ -341,6 +346,10 @@ class LearningRun:
             # No newer plan (a failing or dead planner): past its horizon a policy would hold its last
             # knot's torque forever.
             self.counts["expired_plans"] += 1
+            self._hold_at(q, now_s)
+            return self._hold.mean_action(x, 0), False
+        if np.max(np.abs(x - policy.nominal_state(now_s))) > PATH_TOLERANCE:
+            self.counts["abandoned_plans"] += 1
             self._hold_at(q, now_s)
             return self._hold.mean_action(x, 0), False
         return policy.action(x, now_s), True

@@ -119,8 +119,12 @@ class Harness:
             self.until(lambda: self.run.phase is not Phase.TRIAL)
 
 
+#: Where the harness's arm rests at the start: a plan's nominal unless a test says otherwise.
+START_X = np.concatenate([ControllerSettings().initial_positions_rad, np.zeros(NQ)])
+
+
 def plan(t0_s: float, T: int = 10, dt_s: float = 0.05, u: float = 1.0, x_hat=None) -> LinearFeedbackPolicy:
-    X = np.zeros((T + 1, 2 * NQ)) if x_hat is None else np.tile(x_hat, (T + 1, 1))
+    X = np.tile(START_X if x_hat is None else x_hat, (T + 1, 1))
     return LinearFeedbackPolicy(X, np.full((T, NQ), u), None, None, t0_s=t0_s, dt_s=dt_s)
 
 
@@ -373,6 +377,7 @@ def test_torques_are_clipped_to_the_limits_and_never_non_finite():
     h.run.on_plan(plan(h.now, u=500.0), request, h.now)
     u, _ = h.tick()
     assert np.array_equal(u, LIMIT) and h.run.counts["clipped_ticks"] == 1
+    h.x[:] = START_X  # back on the nominal: only the plan's torques are at fault below
     h.run.on_plan(plan(h.now, u=np.nan), h.run.plan_request(h.now, h.x), h.now)
     u, from_plan = h.tick()
     assert np.all(u == 0.0) and not from_plan
@@ -406,11 +411,11 @@ def test_a_plan_predicted_under_a_plan_that_expired_meanwhile_is_not_started_fro
 
 def test_a_pending_plan_far_from_the_arm_when_it_would_start_is_dropped():
     h = planning_harness()
-    assert h.run.on_plan(plan(h.now, u=1.0), h.run.plan_request(h.now, h.x), h.now) == "accepted"
-    far = plan(h.now + 0.02, u=2.0, x_hat=np.full(2 * NQ, 1.0))  # 1 rad from the arm
+    assert h.run.on_plan(plan(h.now, u=1e-4), h.run.plan_request(h.now, h.x), h.now) == "accepted"
+    far = plan(h.now + 0.02, u=2e-4, x_hat=START_X + 1.0)  # 1 rad from the arm
     assert h.run.on_plan(far, h.run.plan_request(h.now, h.x), h.now) == "accepted"
     torques = [h.tick()[0][0] for _ in range(10)]
-    assert torques == [1.0] * 10 and h.run.counts["mismatched_plans"] == 1, "the plan in force runs on"
+    assert torques == [1e-4] * 10 and h.run.counts["mismatched_plans"] == 1, "the plan in force runs on"
 
 
 def test_a_hold_asks_for_a_plan_only_once_the_arm_is_at_rest():
@@ -419,3 +424,12 @@ def test_a_hold_asks_for_a_plan_only_once_the_arm_is_at_rest():
     moving[NQ] = 0.5
     assert h.run.plan_request(h.now, moving) is None
     assert h.run.plan_request(h.now, h.x) is not None
+
+
+def test_a_plan_the_arm_has_left_is_abandoned_for_a_hold_where_the_arm_is():
+    h = planning_harness()
+    assert h.run.on_plan(plan(h.now, u=1e-4), h.run.plan_request(h.now, h.x), h.now) == "accepted"
+    assert h.tick()[1], "the arm follows the plan"
+    h.x[NQ + 6] += 1.0  # knocked: 1 rad/s off the plan's nominal
+    u, from_plan = h.tick()
+    assert not from_plan and h.run.phase is Phase.HOLDING and h.run.counts["abandoned_plans"] == 1
