@@ -56,16 +56,18 @@ def summary(run: ReachRun, cost=None) -> dict:
     return out
 
 
-def closed_loop(sim: SimulatedArm, goal, steps: int, plan) -> ReachRun:
-    return receding_horizon_reach(sim, plan, goal, steps, DT_S, q0=Q0)
+def closed_loop(sim: SimulatedArm, goal, steps: int, plan, latency_s: float = 0.0) -> ReachRun:
+    return receding_horizon_reach(sim, plan, goal, steps, DT_S, q0=Q0, latency_s=latency_s)
 
 
-def run_ours(sim, settings: ControllerSettings, model, physics, goals, steps) -> tuple[list, list]:
-    """Per-goal summaries and plan times of the planner ``settings`` describe, built as the node builds it."""
+def run_ours(sim, settings: ControllerSettings, model, physics, goals, steps, latency_s: float = 0.0) -> tuple[list, list]:
+    """Per-goal summaries and plan times of the planner ``settings`` describe, built as the node
+    builds it; with ``latency_s``, each plan takes over that long after it was asked for, planned
+    from the state predicted for then (as in the node)."""
     runs, times = [], []
     for goal in goals:
         planner = build_planner(settings.planner(), model, physics, Q0)
-        run = closed_loop(sim, goal, steps, planner_callback(planner, goal))
+        run = closed_loop(sim, goal, steps, planner_callback(planner, goal), latency_s)
         runs.append(summary(run, planner.cost))
         times.append(run.plan_s)
     return runs, times
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="less data, fewer epochs, 2 goals, 40 steps")
     parser.add_argument("--models", default=None, help="comma-separated subset of physics," + ",".join(mpc_models.VARIANTS))
+    parser.add_argument("--latency", default="0",
+                        help="comma-separated plan latencies (s) to run every planner with (0: none, the best case)")
     parser.add_argument("--no-peer", action="store_true", help="skip pytorch-mppi")
     parser.add_argument("--peer-only", action="store_true", help="only the pytorch-mppi comparison")
     parser.add_argument("--out", default=os.path.join(RESULTS, "mpc.json"))
@@ -157,15 +161,18 @@ def main(argv=None) -> int:
     plan_models = {k: plan_models[k] for k in sorted(plan_models, key=lambda k: order.index(k) if k in order else 9)}
     rows = {}
     with SimulatedArm(SimSettings(robot="panda")) as sim:
+        latencies = [float(v) for v in args.latency.split(",")]
         for mname, model in ({} if args.peer_only else plan_models).items():
             for mode in ("ilqr", "mppi"):
-                s = settings.replace(mode=mode, model_source="physics" if mname == "physics" else "learned")
-                runs, times = run_ours(sim, s, model, physics, goals, steps)
-                rows[f"{mode} / {mname}"] = {"plan": stats_ms(times), "goals": runs, "load": load()}
-                results["closed_loop"] = rows
-                write(results, args.out)  # a long run keeps what it has measured
-                print(f"{mode:>5} / {mname:<12} plan {rows[f'{mode} / {mname}']['plan']['median_ms']:7.1f} ms  final cm "
-                      + " ".join(f"{r['final_cm']:6.2f}" for r in runs) + f"  (load {load():.1f})", flush=True)
+                for latency in latencies:
+                    s = settings.replace(mode=mode, model_source="physics" if mname == "physics" else "learned")
+                    runs, times = run_ours(sim, s, model, physics, goals, steps, latency)
+                    name = f"{mode} / {mname}" + (f", plans {latency:g} s late" if latency > 0 else "")
+                    rows[name] = {"plan": stats_ms(times), "goals": runs, "load": load(), "latency_s": latency}
+                    results["closed_loop"] = rows
+                    write(results, args.out)  # a long run keeps what it has measured
+                    print(f"{name:<40} plan {rows[name]['plan']['median_ms']:7.1f} ms  final cm "
+                          + " ".join(f"{r['final_cm']:6.2f}" for r in runs) + f"  (load {load():.1f})", flush=True)
         if not args.no_peer:
             results["pytorch_mppi"] = peer_comparison(sim, models.get("4x200"), physics, settings, goals[:2], steps, quick)
     table = write(results, args.out)

@@ -262,6 +262,12 @@ def run_demo(settings: DemoSettings) -> dict:
         if len(rows) == settings.iterations and settings.hold_s > 0 and settings.reach_goals > 0:
             q0 = np.asarray(controller_yaml.get("initial_positions_rad") or arm_model.spec.home_positions_rad, dtype=float)
             goals = reachable_goals(kinematics, q0, settings.reach_goals, settings.goal_seed, avoid_m=[goal])
+            # The reaches measure the ensemble of the whole run: the learner may still be training on
+            # the last iteration's trials, and a model arriving mid-reach would be measured half.
+            last = settings.iterations - 1
+            if model_source == "learned" and not wait_for(
+                    lambda: int(diagnostics.get("ensemble_iteration", "-1")) >= last, max(1.0, deadline - time.monotonic())):
+                raise RuntimeError(f"no ensemble trained on iteration {last} arrived: see {run_dir}/logs")
             reaches = _reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals, settings)
     wall = time.monotonic() - started
     summary = {

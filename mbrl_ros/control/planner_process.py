@@ -46,7 +46,7 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
     # plan that arrives late is discarded as stale, so planning needs its fair share of the CPU.
     physics = PhysicsModel.from_robot(robot, dt_s=dt_s)
     models = {"physics": physics, "learned": None}
-    planner, key = None, None
+    planner, key, epoch = None, None, None
     while True:
         try:
             request = connection.recv()
@@ -60,15 +60,17 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
                 planner, key = None, None
                 connection.send(("ok",))
                 continue
-            _, settings_dict, x, t_s, goal, executed, in_force, lead_s = request
+            _, settings_dict, x, t_s, goal, executed, in_force, lead_s, request_epoch = request
             settings = ControllerSettings(**settings_dict).planner()
             model = models[settings.model_source]
             if model is None:
                 raise PlanningError("no learned model yet")
             # The goal comes with every request (set below): changing it keeps the planner's warm start.
             new_key = replace(settings, cost=replace(settings.cost, ee_target_m=None))
-            if new_key != key:
-                planner, key = build_planner(settings, model, physics, q_ref), new_key
+            # A new epoch (a reset, a gap in the states, another mode) starts afresh: a warm start
+            # from where the arm was and a disturbance estimated there would mislead the first plans.
+            if new_key != key or request_epoch != epoch:
+                planner, key, epoch = build_planner(settings, model, physics, q_ref), new_key, request_epoch
             if isinstance(planner.model, DisturbanceModel):
                 planner.model.observe(executed)
             planner.cost.set_ee_target(goal)
@@ -132,13 +134,15 @@ class PlannerProcess:
 
     def plan(self, settings: ControllerSettings, x: np.ndarray, t_s: float, goal: np.ndarray,
              executed: list | None = None, in_force: Sequence[LinearFeedbackPolicy] = (),
-             lead_s: float = 0.0) -> LinearFeedbackPolicy:
+             lead_s: float = 0.0, epoch: int = 0) -> LinearFeedbackPolicy:
         """A policy for the arm measured in state ``x`` at ``t_s``: planned from the state predicted
         ``lead_s`` later under ``in_force`` (the plan in force and the pending ones the arm executes
         meanwhile; see :mod:`mbrl_ros.control.latency`), starting then. ``executed``: ``(x, mean torque, x_next)``
-        model steps the arm made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`)."""
+        model steps the arm made since the last plan (:class:`~mbrl_ros.control.disturbance.StepWindows`).
+        ``epoch``: the run's epoch of the request; a new one rebuilds the planner (no warm start,
+        no disturbance estimate carried over)."""
         plans = [(p.X, p.U, p.K, p.k, p.t0_s, p.dt_s) for p in in_force]
-        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t_s, goal, executed or [], plans, lead_s))
+        _, X, U, K, k, t0, dt = self._call(("plan", asdict(settings), x, t_s, goal, executed or [], plans, lead_s, epoch))
         return LinearFeedbackPolicy(X, U, K, k, t0_s=t0, dt_s=dt)
 
     def close(self) -> None:

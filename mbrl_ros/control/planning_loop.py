@@ -97,7 +97,7 @@ class PlanningLoop:
                 # Planned from where the arm will be when the plan arrives (mbrl_ros.control.latency).
                 lead_s = self._latency.lead_s(cap_s=0.5 * s.horizon_steps * s.dt_s)
                 policy = self._planner.plan(s, request.x, request.t0_s, request.goal, self._executed.take(),
-                                            request.policies, lead_s)
+                                            request.policies, lead_s, request.epoch)
             except PlanningError as err:
                 self.failures += 1
                 self._log_error(f"planning failed: {err}")

@@ -27,11 +27,12 @@ def raise_keyboard_interrupt(signum, frame) -> None:
 
 @contextmanager
 def spinning_node(name: str) -> Iterator[Node]:
-    """A node in its own context, spun in a background thread until the block ends."""
+    """A node in its own context, spun in a background thread until the block ends (rclpy's
+    events executor: see :func:`run_node`)."""
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node(name, context=context)
-    executor = SingleThreadedExecutor(context=context)
+    executor = EventsExecutor(context=context)
     executor.add_node(node)
     done = threading.Event()
 

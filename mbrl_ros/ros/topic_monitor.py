@@ -12,6 +12,7 @@ import time
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.serialization import deserialize_message
 
 from mbrl_ros.realtime import PeriodStats, PeriodSummary
 
@@ -28,25 +29,33 @@ def message_type(name: str):
 
 
 class TopicMonitor:
-    """Subscribes to ``topic`` on ``node`` and keeps receive times and the latest message."""
+    """Subscribes to ``topic`` on ``node`` and keeps receive times and the latest message.
+
+    Messages are received serialized and only the latest is deserialized, when asked for: a
+    monitor of the 250 Hz joint states then costs the 2 shared cores a fraction of what it did
+    deserializing every message (docs/benchmarks.md)."""
 
     def __init__(self, node: Node, msg_type, topic: str, qos: QoSProfile, window: int = 100_000) -> None:
         self._lock = threading.Lock()
         self._window = window
         self._stats = PeriodStats(window)
+        self._msg_type = msg_type
+        self._latest_raw: bytes | None = None
         self._latest = None
         self.count = 0
-        node.create_subscription(msg_type, topic, self._on_message, qos)
+        node.create_subscription(msg_type, topic, self._on_message, qos, raw=True)
 
-    def _on_message(self, msg) -> None:
+    def _on_message(self, raw: bytes) -> None:
         with self._lock:
             self._stats.tick(time.monotonic())
-            self._latest = msg
+            self._latest_raw, self._latest = raw, None
             self.count += 1
 
     @property
     def latest(self):
         with self._lock:
+            if self._latest is None and self._latest_raw is not None:
+                self._latest = deserialize_message(self._latest_raw, self._msg_type)
             return self._latest
 
     def reset(self) -> None:

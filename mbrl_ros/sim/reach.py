@@ -2,7 +2,11 @@
 
 :func:`receding_horizon_reach` steps the PyBullet arm at its physics rate, applies the current
 policy's ``action(x, t)`` at the torque loop's rate (250 Hz: every 4 ms) and replans every control
-step ``dt_s`` from the state at that instant (no planning latency). The torque loop's ticks are cut
+step ``dt_s``. With ``latency_s = 0`` a plan is made from the state at that instant and takes effect
+at once (the best case). With a latency, as in the node: a plan is asked for from the state at that
+instant, is made from the state predicted ``latency_s`` ahead under the plan in force
+(:func:`~mbrl_ros.control.latency.predict_start`), and takes over only then; the next is asked for
+when it has. The torque loop's ticks are cut
 into executed model steps (:class:`~mbrl_ros.control.disturbance.StepWindows`) and handed to the
 next plan, as the node hands them to its planner process. Used by ``bench/mpc.py`` and the tests.
 """
@@ -16,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from mbrl_ros.control.disturbance import DisturbanceModel, StepWindows
+from mbrl_ros.control.latency import predict_start
 from mbrl_ros.control.policy import PlanningFailed
 
 from .arm import SimulatedArm
@@ -43,13 +48,16 @@ class ReachRun:
 
 def receding_horizon_reach(arm: SimulatedArm, plan: Callable, goal, steps: int, dt_s: float = 0.05,
                            control_rate_hz: float = 250.0, q0=None, until_settled_s: float | None = None,
-                           tolerance_m: float = 0.02) -> ReachRun:
+                           tolerance_m: float = 0.02, latency_s: float = 0.0) -> ReachRun:
     """Reset ``arm`` to ``q0`` and reach ``goal`` for ``steps`` control steps.
 
     ``plan(x, t_s, executed) -> policy`` (an object with ``action(x, t_s)``) is called every
     ``dt_s`` with the executed steps since the last call; a plan that raises
     :class:`~mbrl_ros.control.policy.PlanningFailed` keeps the previous policy (as the node does).
     ``until_settled_s``: stop early once the distance has stayed below ``tolerance_m`` that long.
+    ``latency_s``: from a plan's request to its taking over (rounded up to whole control steps);
+    then ``plan`` is called as ``plan(x, t_s, executed, in_force, lead_s)`` (``in_force``: the
+    policy in force or ``None``; see :func:`planner_callback`).
     """
     rate = arm.settings.physics_rate_hz
     per_step, per_tick = int(round(dt_s * rate)), int(round(rate / control_rate_hz))
@@ -60,13 +68,22 @@ def receding_horizon_reach(arm: SimulatedArm, plan: Callable, goal, steps: int, 
     failures = bad = 0
     u_sum = np.zeros(arm.nq)
     settled_steps = None if until_settled_s is None else int(round(until_settled_s / dt_s))
+    lead_steps = int(np.ceil(latency_s / dt_s - 1e-9))
+    pending, takes_over = None, None  # a plan made, waiting for its time
     for i in range(steps * per_step):
         t = i / rate
         x = arm.state().x
-        if i % per_step == 0:
+        if pending is not None and i >= takes_over:
+            # A plan asked for at rest (no plan in force, the arm held still) starts on arrival, as the node retimes it.
+            policy, pending = (pending if policy is not None else pending.retimed(t)), None
+        if i % per_step == 0 and pending is None:
             start = time.perf_counter()
             try:
-                policy = plan(x, t, windows.take())
+                if lead_steps == 0:
+                    policy = plan(x, t, windows.take())
+                else:
+                    pending = plan(x, t, windows.take(), policy, lead_steps * dt_s)
+                    takes_over = i + lead_steps * per_step
             except PlanningFailed:
                 failures += 1
             plan_s.append(time.perf_counter() - start)
@@ -94,9 +111,10 @@ def planner_callback(planner, goal) -> Callable:
     steps into the disturbance estimate (when the planner has one), ``goal`` as the target."""
     planner.cost.set_ee_target(goal)
 
-    def plan(x, t_s, executed):
+    def plan(x, t_s, executed, in_force=None, lead_s=0.0):
         if isinstance(planner.model, DisturbanceModel):
             planner.model.observe(executed)
-        return planner.optimize(x, t_s)
+        x0, t0_s = predict_start(planner.model, [] if in_force is None else [in_force], x, t_s, lead_s)
+        return planner.optimize(x0, t0_s)
 
     return plan

@@ -35,6 +35,25 @@ def test_node_default_planner_reaches_seeded_goals_on_the_physics_model(physics,
             assert run.nonfinite_torques == 0 and run.plan_failures == 0
 
 
+def test_ilqr_reaches_with_plans_that_take_over_0_4_s_after_they_were_asked_for(physics):
+    """As in the node: each plan made from the state predicted 0.4 s ahead under the plan in force,
+    taking over then; the arm keeps the plan in force meanwhile."""
+    settings = ControllerSettings(mode="ilqr", model_source="physics").planner()
+    (goal,) = reachable_goals(physics.kinematics, Q0, 1, 11, from_center_m=(0.20, 0.35), limit_margin_rad=0.1)
+    with SimulatedArm(SimSettings(robot="panda")) as sim:
+        planner = build_planner(settings, physics, physics, Q0)
+        calls = []
+
+        def plan(x, t_s, executed, in_force=None, lead_s=0.0):
+            calls.append((t_s, in_force is not None, lead_s))
+            return planner_callback(planner, goal)(x, t_s, executed, in_force, lead_s)
+
+        run = receding_horizon_reach(sim, plan, goal, steps=100, q0=Q0, latency_s=0.4)
+    assert len(calls) == 100 // 8 + 1 and all(lead == pytest.approx(0.4) for _, _, lead in calls)
+    assert [t for t, _, _ in calls[:3]] == pytest.approx([0.0, 0.4, 0.8]) and all(f for _, f, _ in calls[1:])
+    assert run.distances_m[0] > 0.15 and run.distances_m[-20:].max() < 0.02, run.distances_m[::10]
+
+
 def test_build_planner_honours_the_device(physics):
     from mbrl_ros.dynamics.ensemble import EnsembleDynamics, EnsembleSettings
 
