@@ -52,8 +52,6 @@ def test_after_learning_the_arm_is_reset_and_reaches_the_goal_within_2_cm(summar
     assert reach["time_to_2cm_s"] is not None, reach
 
 
-@pytest.mark.xfail(reason="open (issue: real-time MPC on the learned model): with plans 0.3-0.7 s late in the "
-                          "node, iLQR leaves the goal after reaching it in most runs", strict=False)
 def test_after_learning_the_arm_is_reset_and_stays_at_a_goal_no_trial_trained_on(summary):
     (reach,) = summary["goal_reaches"]
     assert reach["distance_at_end_m"] < 0.02, reach
