@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 
@@ -103,7 +104,17 @@ class PlannerProcess:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs rclpy threads
         self._connection, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, *self._args), name="mbrl_planner", daemon=True)
-        self._process.start()
+        # The child takes seconds to import torch before _serve ignores SIGINT, and a Ctrl-C to the
+        # process group then would end it with a traceback: started with SIGINT ignored, it inherits
+        # that (Python keeps an ignored SIGINT). Only the main thread may change the disposition; a
+        # restart from the planner thread starts the child as is.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self._process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         # Only the child may hold its end: then its death is an EOFError here, not a recv blocking forever.
         child.close()
 

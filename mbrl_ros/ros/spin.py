@@ -88,8 +88,20 @@ def run_node(factory: Callable[[], Node], args=None, events_executor: bool = Tru
     publish (a controller's last zero torque), then destroy and shut down rclpy."""
     # rclpy's own handlers would invalidate the context before shutdown() could publish.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    # While the node starts, a signal aborts the start-up (KeyboardInterrupt). Once it spins, a
+    # signal only asks the loop below to end: raised in the main thread while a callback runs inside
+    # rclpy's C++ bindings (take_message, deserialize_message), the KeyboardInterrupt came out as
+    # another exception (RuntimeError, TypeError) and the node exited with a traceback.
+    stop = threading.Event()
+    spinning = False
+
+    def on_signal(signum, frame) -> None:
+        if not spinning:
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     node = None
     try:
         node = factory()
@@ -102,9 +114,10 @@ def run_node(factory: Callable[[], Node], args=None, events_executor: bool = Tru
         # core per 500 Hz subscription in the default executor, 11-14 % in this one).
         executor = EventsExecutor() if events_executor else SingleThreadedExecutor()
         executor.add_node(node)
-        # A signal's KeyboardInterrupt is raised only once the wait returns to Python, and a node on
+        # A signal is handled only once the wait returns to Python (at most 0.25 s), and a node on
         # simulated time whose /clock source has gone has nothing else to end its wait.
-        while executor.context.ok():
+        spinning = True
+        while executor.context.ok() and not stop.is_set():
             executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
