@@ -6,9 +6,9 @@ step ``dt_s``. With ``latency_s = 0`` a plan is made from the state at that inst
 at once (the best case). With a latency, as in the node: a plan is asked for from the state at that
 instant, is made from the state predicted ``latency_s`` ahead under the plan in force
 (:func:`~mbrl_ros.control.latency.predict_start`), and takes over only then; the next is asked for
-when it has. The torque loop's ticks are cut
-into executed model steps (:class:`~mbrl_ros.control.disturbance.StepWindows`) and handed to the
-next plan, as the node hands them to its planner process. Used by ``bench/mpc.py`` and the tests.
+when it has. The torque loop's ticks are cut into executed model steps
+(:class:`~mbrl_ros.control.disturbance.StepWindows`) and handed to the next plan, as the node hands
+them to its planner process. Used by ``bench/mpc.py`` and the tests.
 """
 
 from __future__ import annotations
