@@ -200,6 +200,7 @@ class LearnerNodeSettings:
     trial_steps: int = 100
     bag_paths: tuple[str, ...] = ("",)
     checkpoint: str = ""
+    resume: bool = True
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -244,5 +245,8 @@ LEARNER_PARAMETERS: dict[str, ParameterInfo] = {
     "trial_steps": ParameterInfo("Steps per trial (for bag seeding).", 1, 100000, read_only=True),
     "bag_paths": ParameterInfo("Bags to learn from at start (empty: none).", read_only=True),
     "checkpoint": ParameterInfo("Ensemble checkpoint to start from (empty: none).", read_only=True),
+    "resume": ParameterInfo(
+        "Without a checkpoint, start from model_dir's ensemble_latest when there is one (a restarted learner "
+        "goes on where it stopped); model versions always continue after the highest in model_dir.", read_only=True),
     "torch_threads": ParameterInfo("Torch CPU threads for training.", 1, 64, read_only=True),
 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import tempfile
 
@@ -229,6 +230,15 @@ def write_checkpoint(directory: str | os.PathLike, kind: str, version: int, payl
     write_bytes(path, payload)
     write_bytes(os.path.join(directory, f"{kind}_latest.safetensors"), payload)
     return path
+
+
+def latest_version(directory: str | os.PathLike) -> int:
+    """The highest ``<kind>_v<version>.safetensors`` version in ``directory`` (0: none, or no such folder)."""
+    if not os.path.isdir(directory):
+        return 0
+    versions = [int(m.group(1)) for name in os.listdir(directory)
+                if (m := re.fullmatch(r"[a-z_]+_v(\d+)\.safetensors", name))]
+    return max(versions, default=0)
 
 
 def write_bytes(path: str, payload: bytes) -> None:

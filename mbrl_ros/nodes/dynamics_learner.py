@@ -60,9 +60,20 @@ class DynamicsLearner(Node):
             threading.Thread(target=self._local_worker, name="local_fit", daemon=True),
             threading.Thread(target=self._global_worker, name="ensemble_training", daemon=True),
         ]
+        # Versions continue after the folder's: the controller takes a model only if it is newer.
+        self._model_version = serialization.latest_version(self._model_dir)
+        latest = self._model_dir / "ensemble_latest.safetensors"
         if node_settings.checkpoint:
             model, _ = self._learner.start_from_checkpoint(node_settings.checkpoint)
             self._publish("ensemble", serialization.ensemble_to_bytes, model, {"source": node_settings.checkpoint})
+        elif node_settings.resume and node_settings.ensemble_enabled and latest.exists():
+            try:
+                model, _ = self._learner.start_from_checkpoint(str(latest))
+            except (ValueError, OSError) as err:  # unreadable, or another robot's: say so and learn from scratch
+                self.get_logger().error(f"not resuming from {latest}: {err}")
+            else:
+                self.get_logger().info(f"resuming from {latest} (model v{self._model_version})")
+                self._publish("ensemble", serialization.ensemble_to_bytes, model, {"source": str(latest), "resumed": True})
         for worker in self._workers:
             worker.start()
         if node_settings.seed_bags:

@@ -34,6 +34,8 @@ def system(start_node, client_node, tmp_path_factory):
     arm = FakeArm(client_node)
     learner = start_node(NodeSpec("dynamics_learner", parameters={
         "checkpoint": str(checkpoint), "model_dir": str(folder / "out"), "ensemble_enabled": True}))
+    restart = lambda: start_node(NodeSpec("dynamics_learner", parameters={  # noqa: E731  (the same folder, no checkpoint)
+        "model_dir": str(folder / "out"), "ensemble_enabled": True}))
     start_node(NodeSpec("mpc_controller", parameters={
         "mode": "ilqr", "model_source": "learned", "reset_service": "", "settle_s": 0.0, "horizon_steps": 5,
         "ilqr_max_iterations": 1, "plan_rate_hz": 5.0}))
@@ -43,7 +45,7 @@ def system(start_node, client_node, tmp_path_factory):
     commands = TopicMonitor(client_node, Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
     models = client_node.create_publisher(UInt8MultiArray, "/mbrl/model", qos.MODEL)
     assert wait_for(lambda: diag.get("model_version") == "1", 60.0), f"controller never got the learner's model: {diag}"
-    yield learner, diag, commands, models
+    yield learner, diag, commands, models, restart
     arm.running = False
 
 
@@ -54,7 +56,7 @@ def fresh(diag: dict) -> dict:
 
 
 def test_a_malformed_model_is_rejected_and_the_previous_one_stays(system):
-    _, diag, _, models = system
+    _, diag, _, models, _ = system
     before = fresh(diag)
     models.publish(payloads.bytes_msg(payloads.MODEL_LABEL, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}"))
     assert wait_for(lambda: int(diag.get("rejected_models", 0)) == int(before["rejected_models"]) + 1, 10.0)
@@ -62,7 +64,7 @@ def test_a_malformed_model_is_rejected_and_the_previous_one_stays(system):
 
 
 def test_killing_the_learner_leaves_the_controller_on_its_last_model(system):
-    learner, diag, commands, _ = system
+    learner, diag, commands, _, _ = system
     learner.process.kill()
     learner.process.wait()
     time.sleep(1.0)
@@ -71,3 +73,11 @@ def test_killing_the_learner_leaves_the_controller_on_its_last_model(system):
     assert commands.summary().rate_hz > 200.0, "torques keep flowing"
     after = fresh(diag)
     assert after["model_version"] == "1" and after["mode"] == "ilqr"
+
+
+def test_a_restarted_learner_resumes_from_its_latest_checkpoint_with_the_next_model_version(system):
+    learner, diag, _, _, restart = system
+    assert learner.poll() is not None, "runs after the test that kills the learner"
+    assert fresh(diag)["model_version"] == "1"
+    restart()
+    assert wait_for(lambda: diag.get("model_version") == "2", 60.0), f"no resumed model reached the controller: {diag}"
