@@ -43,7 +43,9 @@ class DynamicsLearner(Node):
         spec = robot_spec(node_settings.robot)
         self._joint_names = list(spec.joint_names)
         self._learner = ModelLearner(self._settings, nx=2 * spec.nq, nu=spec.nq)
-        self._model_version = 0
+        # Versions continue after the folder's: across restarts a version names one model, in the
+        # folder (<kind>_v<version>) and on /mbrl/model.
+        self._model_version = serialization.latest_version(self._model_dir)
         self._version_lock = threading.Lock()
         self._counts = {"episodes": 0, "rejected_episodes": 0, "local_fits": 0, "failed_fits": 0, "ensemble_trainings": 0}
         self._last_train = {}
@@ -60,8 +62,6 @@ class DynamicsLearner(Node):
             threading.Thread(target=self._local_worker, name="local_fit", daemon=True),
             threading.Thread(target=self._global_worker, name="ensemble_training", daemon=True),
         ]
-        # Versions continue after the folder's: the controller takes a model only if it is newer.
-        self._model_version = serialization.latest_version(self._model_dir)
         latest = self._model_dir / "ensemble_latest.safetensors"
         if node_settings.checkpoint:
             model, _ = self._learner.start_from_checkpoint(node_settings.checkpoint)

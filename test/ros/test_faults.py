@@ -46,6 +46,13 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _settled_from(samples, settled) -> float:
+    """The time of the first sample after the last one that is not ``settled`` (``(time, value)``
+    pairs in time order)."""
+    last_unsettled = max((i for i, (_, v) in enumerate(samples) if not settled(v)), default=-1)
+    return samples[last_unsettled + 1][0]
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -104,8 +111,7 @@ def test_a_killed_controller_means_zero_torque_within_the_command_timeout_and_a_
     assert wait_for(lambda: states[-1][0] > killed_at + 0.5, 3.0)
     after = [(t, e) for t, _, e in states if t > killed_at]
     # Joint 1 carries no gravity load: with no command its effort is the emulated compensation's ~1e-16.
-    zero_from = next(t for t, e in after if abs(e[0]) < 1e-9 and all(abs(e2[0]) < 1e-9 for t2, e2 in after if t2 >= t))
-    to_zero_s = zero_from - killed_at
+    to_zero_s = _settled_from(after, lambda e: abs(e[0]) < 1e-9) - killed_at
     print(f"SIGKILL to zero torque: {to_zero_s * 1e3:.1f} ms (command timeout {COMMAND_TIMEOUT_S * 1e3:.0f} ms, "
           f"one publish period {PERIOD_S * 1e3:.0f} ms)")
     assert to_zero_s <= COMMAND_TIMEOUT_S + PERIOD_S + 0.05, f"{to_zero_s:.3f} s to zero torque"
@@ -122,20 +128,21 @@ def test_a_killed_controller_means_zero_torque_within_the_command_timeout_and_a_
 def test_states_that_stop_mean_zero_torque_and_the_controller_resumes_from_a_fresh_state(arm):
     sim, commands, diag = arm["sim"], arm["commands"], arm["diag"]["mpc_controller"]
     assert wait_for(lambda: arm["distance"]() < 0.02 and diag.get("phase") == "planning", 30.0), diag
-    stops_before = int(diag["stale_state_stops"])
+    stops_before, epoch_before = int(diag["stale_state_stops"]), int(diag["epoch"])
     os.kill(sim.pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
     try:
-        wait_for(lambda: False, 1.0)
+        time.sleep(1.0)
     finally:
         os.kill(sim.pid, signal.SIGCONT)
     resumed_at = time.monotonic()
     during = [(t, u) for t, u in commands if stopped_at < t < resumed_at]
-    zero_from = next(t for t, u in during if not np.any(u) and all(not np.any(u2) for t2, u2 in during if t2 >= t))
-    to_zero_s = zero_from - stopped_at
+    to_zero_s = _settled_from(during, lambda u: not np.any(u)) - stopped_at
     print(f"states stopped: zero torque after {to_zero_s * 1e3:.1f} ms (state timeout {STATE_TIMEOUT_S * 1e3:.0f} ms)")
     assert to_zero_s <= STATE_TIMEOUT_S + 2 * PERIOD_S + 0.05, f"{to_zero_s:.3f} s to zero torque"
     assert wait_for(lambda: int(diag.get("stale_state_stops", "0")) > stops_before, 5.0), "the stop is reported"
+    # A new epoch: every plan asked for before the gap is refused as obsolete when it comes back.
+    assert int(diag["epoch"]) > epoch_before, diag
     assert wait_for(lambda: any(np.any(u) for t, u in commands if t > resumed_at + 0.2), 10.0), "torques resume"
     assert wait_for(lambda: arm["distance"]() < 0.02 and diag.get("phase") == "planning", 20.0), diag
     resumed = [(t, u) for t, u in commands if t > resumed_at]

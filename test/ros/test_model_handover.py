@@ -34,8 +34,10 @@ def system(start_node, client_node, tmp_path_factory):
     arm = FakeArm(client_node)
     learner = start_node(NodeSpec("dynamics_learner", parameters={
         "checkpoint": str(checkpoint), "model_dir": str(folder / "out"), "ensemble_enabled": True}))
-    restart = lambda: start_node(NodeSpec("dynamics_learner", parameters={  # noqa: E731  (the same folder, no checkpoint)
-        "model_dir": str(folder / "out"), "ensemble_enabled": True}))
+
+    def restart():  # the same folder, no checkpoint
+        return start_node(NodeSpec("dynamics_learner", parameters={"model_dir": str(folder / "out"), "ensemble_enabled": True}))
+
     start_node(NodeSpec("mpc_controller", parameters={
         "mode": "ilqr", "model_source": "learned", "reset_service": "", "settle_s": 0.0, "horizon_steps": 5,
         "ilqr_max_iterations": 1, "plan_rate_hz": 5.0}))
