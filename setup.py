@@ -25,10 +25,10 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "sim_node = mbrl_ros.nodes.sim_node:main",
-            "trajectory_recorder = mbrl_ros.nodes.trajectory_recorder:main",
-            "dynamics_learner = mbrl_ros.nodes.dynamics_learner:main",
-            "mpc_controller = mbrl_ros.nodes.mpc_controller:main",
+            "sim_node = mbrl_ros.nodes.entry:sim_node",
+            "trajectory_recorder = mbrl_ros.nodes.entry:trajectory_recorder",
+            "dynamics_learner = mbrl_ros.nodes.entry:dynamics_learner",
+            "mpc_controller = mbrl_ros.nodes.entry:mpc_controller",
             "mbrl-ros = mbrl_ros.cli:main",
         ],
     },

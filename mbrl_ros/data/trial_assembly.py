@@ -175,7 +175,10 @@ class TrialAssembler:
             self._episodes_per_number[marker.trial] += 1
             repeat = self._episodes_per_number[marker.trial]
             finished.append(EpisodeReady(
-                marker, episode, bag_until_ns=max(round(marker.end_s * 1e9), marker_log_ns),
+                # The bag holds what the episode was made of: up to the newest state, the first at or
+                # after the end, which the last step interpolates towards (1 us over the float stamp,
+                # so the state logged at its stamp in ns is inside).
+                marker, episode, bag_until_ns=max(round(self._newest_state_s * 1e9) + 1000, marker_log_ns),
                 bag_name=f"trial_{marker.trial:04d}" + (f"_{repeat}" if repeat > 1 else ""),
             ))
         return finished

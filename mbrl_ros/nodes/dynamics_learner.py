@@ -177,8 +177,8 @@ class DynamicsLearner(Node):
             worker.join(timeout=5.0)
 
 
-def main(args=None) -> None:
-    run_node(DynamicsLearner, args)
+def main(args=None, stop=None) -> None:
+    run_node(DynamicsLearner, args, stop=stop)
 
 
 if __name__ == "__main__":

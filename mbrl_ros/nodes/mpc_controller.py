@@ -67,7 +67,7 @@ class MPCController(Node):
         self._counts = dict.fromkeys(("rejected_joint_states", "rejected_goals", "rejected_models", "rejected_episodes"), 0)
         self._start_wall = time.monotonic()
 
-        self._command_pub = self.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
+        self._command_pub = self.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS_PUB)
         self._marker_pub = self.create_publisher(String, "/mbrl/trial", qos.TRIAL_MARKERS)
         self._plan_pub = self.create_publisher(Path, "/mbrl/plan", 1)
         self._progress_pub = self.create_publisher(String, "/mbrl/progress", qos.PROGRESS)
@@ -279,8 +279,8 @@ class MPCController(Node):
         self._planner.close()
 
 
-def main(args=None) -> None:
-    run_node(MPCController, args)
+def main(args=None, stop=None) -> None:
+    run_node(MPCController, args, stop=stop)
 
 
 if __name__ == "__main__":

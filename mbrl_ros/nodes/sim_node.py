@@ -172,8 +172,8 @@ class SimNode(Node):
         self._arm.close()
 
 
-def main(args=None) -> None:
-    run_node(SimNode, args)
+def main(args=None, stop=None) -> None:
+    run_node(SimNode, args, stop=stop)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
 from mbrl_ros.data.bags import SegmentedBagWriter, TopicSpec
+from mbrl_ros.data.log_time import SendTimeLog
 from mbrl_ros.data.trial_assembly import (
     RECORDER_PARAMETERS,
     EpisodeReady,
@@ -58,13 +59,13 @@ class TrajectoryRecorder(Node):
             settings.bag_dir,
             [
                 TopicSpec(self._topics["joint_states"], "sensor_msgs/msg/JointState", qos.offered_qos(qos.JOINT_STATES_PUB)),
-                TopicSpec(self._topics["commands"], "std_msgs/msg/Float64MultiArray", qos.offered_qos(qos.COMMANDS)),
+                TopicSpec(self._topics["commands"], "std_msgs/msg/Float64MultiArray", qos.offered_qos(qos.COMMANDS_PUB)),
                 TopicSpec(self._topics["trial"], "std_msgs/msg/String", qos.offered_qos(qos.TRIAL_MARKERS)),
             ],
             storage=settings.storage,
             hold_s=_BAG_HOLD_S,
         )
-        self._last_log_ns: dict[str, int] = {}
+        self._log_time = SendTimeLog()
         self._session = datetime.now().strftime("%Y%m%d_%H%M%S")
         self._decoder = JointStateDecoder()  # in the order of the first joint state
         self._trials = TrialAssembler(settings.command_timeout_s)
@@ -95,48 +96,59 @@ class TrajectoryRecorder(Node):
             self.get_logger().error("a /joint_states publisher is best effort: the recorder (reliable) does not receive it")
             self.destroy_timer(self._best_effort_check)
 
-    def _record(self, key: str, raw: bytes, info: MessageInfo) -> int:
-        """Write a message to the bag logged at the time it was sent, not at the time a busy
-        recorder got to it from its queue (the wait, measured on the system clock, is taken off
-        our clock); returns that log time (ns)."""
+    def _handling_time_ns(self, info: MessageInfo) -> int:
+        """Our clock now, less how long the message waited (system clock): its log time while no
+        joint state has been heard to put it on the arm's clock."""
         waited_ns = max(0, time.time_ns() - info["source_timestamp"])
-        # Never negative (sim time reads 0 before the first /clock), and never before the topic's
-        # previous message: sim time advances in /clock steps while the wait is continuous, so
-        # without this joint states 2 ms apart can swap places in the bag and in a replay of it.
-        log_ns = max(0, self.get_clock().now().nanoseconds - waited_ns, self._last_log_ns.get(key, -1) + 1)
-        self._last_log_ns[key] = log_ns
-        self._writer.write(self._topics[key], log_ns, raw)
-        return log_ns
+        return max(0, self.get_clock().now().nanoseconds - waited_ns)
 
     def _reject(self, what: str, err: Exception) -> None:
         self._counts["rejected_messages"] += 1
         self.get_logger().warn(f"rejected {what}: {err}", throttle_duration_sec=1.0)
 
     def _on_joint_state(self, raw: bytes, info: MessageInfo) -> None:
-        self._record("joint_states", raw, info)
         msg = deserialize_message(raw, JointState)
-        try:
-            x = self._decoder.decode(msg)
-        except InvalidMessage as err:
-            return self._reject("joint state", err)
-        stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self._act_on(self._trials.add_state(stamp_s, self._decoder.joint_names, x))
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if stamp_ns > 0:
+            self._handle(self._log_time.add_state(info["source_timestamp"], stamp_ns, "joint_states", (raw, msg)))
+        else:  # an unstamped arm: its states are placed like any other message
+            self._handle(self._log_time.add(info["source_timestamp"], self._handling_time_ns(info), "joint_states", (raw, msg)))
 
     def _on_command(self, raw: bytes, info: MessageInfo) -> None:
-        log_ns = self._record("commands", raw, info)  # commands carry no stamp: their log time is it
-        try:
-            torque = decode_command(deserialize_message(raw, Float64MultiArray))
-        except InvalidMessage as err:
-            return self._reject("command", err)
-        self._trials.add_command(log_ns, torque)
+        self._handle(self._log_time.add(info["source_timestamp"], self._handling_time_ns(info), "commands", raw))
 
     def _on_trial(self, raw: bytes, info: MessageInfo) -> None:
-        log_ns = self._record("trial", raw, info)
-        try:
-            marker = payloads.decode_trial_marker(deserialize_message(raw, String))
-        except InvalidMessage as err:
-            return self._reject("trial marker", err)
-        self._act_on(self._trials.add_marker(log_ns, marker))
+        self._handle(self._log_time.add(info["source_timestamp"], self._handling_time_ns(info), "trial", raw))
+
+    def _handle(self, ready: list) -> None:
+        """Write each message, in send order, at its log time, and hand it to the trial assembler."""
+        for log_ns, key, item in self._log_time.due(time.time_ns()) + ready:
+            if key == "joint_states":
+                raw, msg = item
+                self._writer.write(self._topics[key], log_ns, raw)
+                try:
+                    x = self._decoder.decode(msg)
+                except InvalidMessage as err:
+                    self._reject("joint state", err)
+                    continue
+                stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                self._act_on(self._trials.add_state(stamp_s, self._decoder.joint_names, x))
+            elif key == "commands":
+                self._writer.write(self._topics[key], log_ns, item)  # commands carry no stamp: their log time is it
+                try:
+                    torque = decode_command(deserialize_message(item, Float64MultiArray))
+                except InvalidMessage as err:
+                    self._reject("command", err)
+                    continue
+                self._trials.add_command(log_ns, torque)
+            else:
+                self._writer.write(self._topics[key], log_ns, item)
+                try:
+                    marker = payloads.decode_trial_marker(deserialize_message(item, String))
+                except InvalidMessage as err:
+                    self._reject("trial marker", err)
+                    continue
+                self._act_on(self._trials.add_marker(log_ns, marker))
 
     def _act_on(self, finished: list[EpisodeReady | UnalignedTrial]) -> None:
         """Cut the bag of every finished trial and publish its episode; report the others."""
@@ -155,6 +167,7 @@ class TrajectoryRecorder(Node):
             self.get_logger().info(f"trial {marker.trial} (iteration {marker.iteration}): episode published, bag {bag}")
 
     def _publish_diagnostics(self) -> None:
+        self._handle([])  # what waits for joint states that have stopped
         level = DiagnosticStatus.WARN if self._counts["failed_trials"] or self._counts["rejected_messages"] else DiagnosticStatus.OK
         values = {**self._counts, "open_trials": self._trials.open_trials, "history_s": round(self._trials.history_s, 2),
                   "messages_in_bag": self._writer.messages_in_segment}
@@ -165,15 +178,16 @@ class TrajectoryRecorder(Node):
         )
 
     def shutdown(self) -> None:
+        self._handle(self._log_time.remaining())
         bag = self._writer.close_segment(f"{self._session}_tail")
         if bag is not None:
             self.get_logger().info(f"closed {bag}")
 
 
-def main(args=None) -> None:
+def main(args=None, stop=None) -> None:
     # rclpy's events executor cannot pass a callback its MessageInfo (it raises SystemError), and
     # the recorder logs every message at its send time, which only MessageInfo gives.
-    run_node(TrajectoryRecorder, args, events_executor=False)
+    run_node(TrajectoryRecorder, args, events_executor=False, stop=stop)
 
 
 if __name__ == "__main__":

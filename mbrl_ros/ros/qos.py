@@ -30,8 +30,14 @@ JOINT_STATES_SUB = qos_profile_sensor_data
 #: still lost blocks of 84-200 ms from 9 of 49 trials with depth 250 (0.5 s).
 JOINT_STATES_PUB = _keep_last(1000)
 
-#: Torque commands: reliable, volatile, shallow; an old command is worth nothing.
+#: Receiving torque commands (the arm): reliable, volatile, shallow; an old command is worth nothing.
 COMMANDS = _keep_last(1)
+
+#: Publishing torque commands: reliable and as deep as the joint states (4 s at 250 Hz). The arm
+#: keeps only the newest (COMMANDS), but a reliable reader can only catch up on what the writer
+#: still holds: with a writer 1 deep, a recorder process starved of CPU for a second (four nodes on
+#: two cores) lost that second of torques at the start of a trial, whatever its own queue's depth.
+COMMANDS_PUB = _keep_last(1000)
 
 #: /clock from the simulator.
 CLOCK = _keep_last(1, reliable=False)
@@ -62,7 +68,7 @@ JOINT_STATES_RECORD = _keep_last(1000)
 #: Recording the torque commands: as deep, for the same reason. The arm wants only the newest
 #: command (COMMANDS, depth 1), but a recorder busy closing a bag would keep only the last one and
 #: lose the start of the next trial's torques (0.1-0.7 s of them).
-COMMANDS_RECORD = _keep_last(250)
+COMMANDS_RECORD = _keep_last(1000)
 
 
 def offered_qos(profile: QoSProfile) -> Qos:

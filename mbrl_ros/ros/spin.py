@@ -82,21 +82,24 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 
     return bool(predicate())
 
 
-def run_node(factory: Callable[[], Node], args=None, events_executor: bool = True) -> None:
+def run_node(factory: Callable[[], Node], args=None, events_executor: bool = True,
+             stop: threading.Event | None = None) -> None:
     """``main()`` of every node: init, spin (single-threaded) until SIGINT or SIGTERM, then the
     node's own ``shutdown()`` (if it has one) while the context is still valid, so it can still
-    publish (a controller's last zero torque), then destroy and shut down rclpy."""
+    publish (a controller's last zero torque), then destroy and shut down rclpy. ``stop`` is a stop
+    request already being recorded (the entry point's, from before the node's imports)."""
     # rclpy's own handlers would invalidate the context before shutdown() could publish.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    # While the node starts, a signal aborts the start-up (KeyboardInterrupt). Once it spins, a
-    # signal only asks the loop below to end: raised in the main thread while a callback runs inside
-    # rclpy's C++ bindings (take_message, deserialize_message), the KeyboardInterrupt came out as
-    # another exception (RuntimeError, TypeError) and the node exited with a traceback.
-    stop = threading.Event()
+    # A signal only records the request; the start-up and the loop below look at it. Raised in the
+    # main thread while rclpy's C++ bindings run (take_message, deserialize_message, creating a
+    # subscription), a KeyboardInterrupt comes out as another exception (RuntimeError, TypeError)
+    # and the node exits with a traceback. Only a second Ctrl-C during the start-up raises, so a
+    # start-up that hangs can still be interrupted from a terminal.
+    stop = stop if stop is not None else threading.Event()
     spinning = False
 
     def on_signal(signum, frame) -> None:
-        if not spinning:
+        if signum == signal.SIGINT and stop.is_set() and not spinning:
             raise KeyboardInterrupt
         stop.set()
 
@@ -104,6 +107,8 @@ def run_node(factory: Callable[[], Node], args=None, events_executor: bool = Tru
     signal.signal(signal.SIGTERM, on_signal)
     node = None
     try:
+        if stop.is_set():
+            return
         node = factory()
         # A full garbage collection walks every object while holding the GIL: after start-up that is
         # ~200k objects of torch, Pinocchio and rclpy, 0.2-0.5 s (measured), long enough to stall a

@@ -78,6 +78,20 @@ def expected_episode(start_s=10.0, trial=3):
     return align_trial(states, commands, marker("end", trial, start_s), command_timeout_s=0.05)
 
 
+def test_the_bag_holds_the_first_state_after_the_end_which_the_last_step_interpolates_towards():
+    # States 0.5 ms off the steps' grid, the end marker logged 0.2 ms after the end: the trial is
+    # complete with the state 0.5 ms after the end, and a bag cut at the marker would lack it (its
+    # episode, made again from the bag, would end on a held state instead of the interpolated one).
+    start_s = 10.0
+    events = [e for e in trial_events(t0=start_s - 0.4995) if not (e[0] == "marker" and e[2].event == "end")]
+    end_s = start_s + STEPS * DT_S
+    events.insert(next(i for i, e in enumerate(events) if e[0] == "state" and e[1] > end_s),
+                  ("marker", ns(end_s + 0.0002), marker("end")))
+    (ready,) = feed(TrialAssembler(command_timeout_s=0.05), events)
+    first_after = min(e[1] for e in events if e[0] == "state" and e[1] >= end_s)
+    assert ns(first_after) <= ready.bag_until_ns < ns(first_after + STATE_PERIOD_S)
+
+
 def test_a_trial_becomes_one_episode_and_one_bag_cut_at_its_end():
     assembler = TrialAssembler(command_timeout_s=0.05)
     events = trial_events()

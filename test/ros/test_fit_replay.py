@@ -110,7 +110,7 @@ def recorded(start_node, client_node, tmp_path_factory):
     client_node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
     collector = EpisodeCollector(client_node)
     markers = client_node.create_publisher(String, "/mbrl/trial", qos.TRIAL_MARKERS)
-    commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
+    commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS_PUB)
     assert wait_for(lambda: commands.get_subscription_count() >= 2 and markers.get_subscription_count() >= 1, 30.0)
     assert wait_until_recording(client_node) and client_node.get_clock().now().nanoseconds > 0
     # Exploration torques scaled by sqrt(diag M), as the initial controller's noise (docs/learning.md), on top

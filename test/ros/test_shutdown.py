@@ -2,6 +2,7 @@
 planning, the recorder recording, the learner loaded), stopped with SIGINT several times; every
 node exits with code 0 and writes no traceback."""
 
+import signal
 import time
 
 import pytest
@@ -23,6 +24,31 @@ def test_sigint_ends_every_node_with_exit_code_0_and_no_traceback(round_, tmp_pa
         # Busy: torques flowing and plans being made; stopped at a different moment each round.
         time.sleep(8.0 + 0.37 * round_)
         assert not group.exited(), f"a node died before the stop: {group.exited()}"
+    codes = {p.spec.executable: p.poll() for p in group.processes}
+    logs = {name: (tmp_path / "logs" / f"{name}.log").read_text() for name in codes}
+    broken = {name: log[log.find("Traceback"):][:600] for name, log in logs.items() if "Traceback" in log}
+    assert all(code == 0 for code in codes.values()) and not broken, (codes, broken)
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 2.5])
+def test_sigint_while_the_nodes_start_ends_them_with_exit_code_0_and_no_traceback(delay_s, tmp_path):
+    """Ctrl-C right after ``ros2 launch``: each node is still importing torch, Pinocchio and rclpy
+    (0.5 s) or building itself (2.5 s). It must end as quietly as a running node does."""
+    specs = node_specs_from_config(config_path("mbrl_sim"), {
+        "trajectory_recorder": {"bag_dir": str(tmp_path / "bags")},
+        "dynamics_learner": {"model_dir": str(tmp_path / "models")},
+    })
+    group = ProcessGroup(specs, log_dir=tmp_path / "logs", echo=False).start()
+    try:
+        time.sleep(delay_s)
+    finally:
+        # SIGINT alone: the escalation to SIGTERM would hide a node that ignores Ctrl-C.
+        for proc in group.processes:
+            proc._signal(signal.SIGINT)
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and any(p.poll() is None for p in group.processes):
+            time.sleep(0.05)
+        group.stop()
     codes = {p.spec.executable: p.poll() for p in group.processes}
     logs = {name: (tmp_path / "logs" / f"{name}.log").read_text() for name in codes}
     broken = {name: log[log.find("Traceback"):][:600] for name, log in logs.items() if "Traceback" in log}

@@ -35,7 +35,7 @@ def sim(start_node, client_node):
     )
     joints = TopicMonitor(client_node, JointState, "joint_states", qos.JOINT_STATES_SUB)
     diagnostics = TopicMonitor(client_node, DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
-    commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
+    commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS_PUB)
     assert wait_for(lambda: joints.count > 50, 30.0), f"no joint_states (sim exit code {proc.poll()})"
     assert wait_for(lambda: commands.get_subscription_count() > 0, 10.0)
     return proc, joints, diagnostics, commands

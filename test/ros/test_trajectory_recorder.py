@@ -27,7 +27,7 @@ def system(start_node, client_node, tmp_path_factory):
     start_node(NodeSpec("trajectory_recorder", parameters={"bag_dir": str(bag_dir), "storage": "mcap"}))
     episodes = TopicMonitor(client_node, UInt8MultiArray, "/mbrl/episodes", qos.EPISODES)
     markers = client_node.create_publisher(String, "/mbrl/trial", qos.TRIAL_MARKERS)
-    commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS)
+    commands = client_node.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS_PUB)
     assert wait_for(lambda: commands.get_subscription_count() >= 2 and markers.get_subscription_count() >= 1, 30.0)
     # Matched is not yet receiving: a trial before the recorder hears the arm would lack its states.
     recorder: dict[str, str] = {}
