@@ -190,6 +190,10 @@ class BagSet:
             f"{t} ({s.msgtype}, {counts[t]} message{'s' * (counts[t] != 1)})" for t, s in sorted(self.topics.items())
         ) or "no topics"
 
+    def damage(self) -> str:
+        """What is wrong with each damaged bag and what of it is readable ('' when none is)."""
+        return " | ".join(d.describe() for d in self.damaged)
+
     def require(self, topic: str, msgtype: str | None = None) -> TopicSpec:
         """The topic, or a :class:`BagError` listing what the bags have (and, given the type the
         caller needs, which topics carry it)."""
@@ -198,15 +202,15 @@ class BagSet:
             elsewhere = sorted(t for t, s in self.topics.items() if s.msgtype == msgtype)
             wanted = f" ({msgtype})" if msgtype else ""
             hint = f"; {msgtype} is on {', '.join(elsewhere)}" if elsewhere else ""
-            raise BagError(f"the bag has no {topic} topic{wanted}{hint}. It has: {self.listing()}")
+            damage = f" (damaged: {self.damage()})" if self.damaged else ""
+            raise BagError(f"the bag has no {topic} topic{wanted}{hint}. It has: {self.listing()}{damage}")
         return spec
 
     def check_usable(self, allow_partial: bool, how_to_allow: str) -> None:
         """Raise :class:`BagError` for damaged bags (unless ``allow_partial``; the message ends with
         ``how_to_allow``) and for bags without a single message."""
         if self.damaged and not allow_partial:
-            raise BagError("damaged bag: " + " | ".join(d.describe() for d in self.damaged)
-                           + f". Only the readable part can be used, and only when asked for ({how_to_allow})")
+            raise BagError("damaged bag: " + self.damage() + f". Only the readable part can be used, and only when asked for ({how_to_allow})")
         if not sum(self.message_counts.values()):
             raise BagError(f"{', '.join(map(str, self.paths))}: the bag holds no messages ({self.listing()})")
 
@@ -322,11 +326,14 @@ def read_raw(bags: BagSet, topics: Sequence[str], include_damaged: bool = False)
     """``(topic, log time in ns, CDR bytes)`` of ``topics`` in time order across the bags; with
     ``include_damaged``, the intact messages of damaged bags too (each held in memory to sort it).
 
-    Raises :class:`BagError` when a topic is missing (listing what the bags have) or a complete
-    bag turns out unreadable midway; the messages yielded before the error are valid.
+    Raises :class:`BagError` when a topic is missing (listing what the bags have), when a bag is
+    damaged and ``include_damaged`` is not given (its messages would silently be missing), or when a
+    complete bag turns out unreadable midway; the messages yielded before the error are valid.
     """
     for topic in topics:
         bags.require(topic)
+    if bags.damaged and not include_damaged:
+        raise BagError("damaged bag: " + bags.damage() + ". Its intact messages are read only when asked for (include_damaged)")
     damaged = {d.path for d in bags.damaged}
     complete = [p for p in bags.paths if p not in damaged]
     sources = [_read_complete(complete, bags, topics)] if complete else []
