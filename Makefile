@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py s
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/mbrl-ros demo
+	$(BIN)/mbrl-ros demo --runs-dir runs
 
 test: venv
 	$(BIN)/python -m pytest

@@ -1,13 +1,16 @@
-"""Launch the simulated arm (for ROS 2 distro users): ``ros2 launch mbrl_ros sim.launch.py``.
+"""The simulated arm alone (for ROS 2 distro users): ``ros2 launch mbrl_ros sim.launch.py``.
 
-Arguments: ``config`` (YAML parameters file, default the shipped ``sim_panda.yaml``) and ``robot``.
+``--show-args`` lists the arguments; a value outside an argument's choices is refused before the
+node starts, and the launch ends when the node exits. ``mbrl-ros run --config sim_panda`` is the
+same without ``ros2 launch`` (``mbrl_ros/bringup.py``).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, LogInfo, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -15,19 +18,14 @@ from launch_ros.actions import Node
 def generate_launch_description():
     share = get_package_share_directory("mbrl_ros")
     config = LaunchConfiguration("config")
-    robot = LaunchConfiguration("robot")
-    return LaunchDescription(
-        [
-            DeclareLaunchArgument(
-                "config", default_value=os.path.join(share, "config", "sim_panda.yaml"), description="YAML parameters"
-            ),
-            DeclareLaunchArgument("robot", default_value="panda", description="panda or iiwa"),
-            Node(
-                package="mbrl_ros",
-                executable="sim_node",
-                name="sim_node",
-                output="screen",
-                parameters=[config, {"robot": robot}],
-            ),
-        ]
-    )
+    sim = Node(package="mbrl_ros", executable="sim_node", name="sim_node", output="screen",
+               parameters=[config, {"robot": LaunchConfiguration("robot")}])
+    return LaunchDescription([
+        DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "sim_panda.yaml"),
+                              description="Parameters YAML of sim_node (path)."),
+        DeclareLaunchArgument("robot", default_value="panda", choices=["panda", "iiwa"],
+                              description="Robot of the sim."),
+        sim,
+        RegisterEventHandler(OnProcessExit(target_action=sim, on_exit=[
+            LogInfo(msg="sim_node exited"), Shutdown(reason="sim_node exited")])),
+    ])

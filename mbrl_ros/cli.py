@@ -105,16 +105,45 @@ def _param(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import signal
     import time
+    from pathlib import Path
 
+    import yaml
+
+    from mbrl_ros import bringup
     from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config
     from mbrl_ros.ros.spin import raise_keyboard_interrupt
+    from mbrl_ros.run_folder import LOGS
 
-    specs = node_specs_from_config(config_path(args.config), parse_overrides(args.param))
+    try:
+        path = config_path(args.config)
+    except FileNotFoundError as err:
+        print(f"mbrl-ros run: {err}", file=sys.stderr)
+        return 2
+    sections = yaml.safe_load(path.read_text()) or {}
+    values = {a.name: getattr(args, a.name) for a in bringup.LAUNCH_ARGUMENTS if a.sets}
+    parameters = bringup.node_parameters(values, sections)
+    for node, params in parse_overrides(args.param).items():  # -p wins over the arguments
+        parameters.setdefault(node, {}).update(params)
+    specs = node_specs_from_config(path, parameters)
+    nodes = {s.executable for s in specs}
+    log_dir = args.log_dir or Path(args.output_dir) / LOGS
+    if bringup.ARGUMENTS["rviz"] in bringup.arguments_for(nodes):
+        try:
+            viewers, notes = bringup.viewer_specs(args.robot, args.use_sim_time == "true", args.rviz == "true",
+                                                  Path(args.output_dir))
+        except FileNotFoundError as err:
+            print(f"mbrl-ros run: rviz true needs RViz: {err}", file=sys.stderr)
+            return 2
+        specs += viewers
+        for note in notes:
+            print(f"mbrl-ros run: {note}", flush=True)
     # SIGTERM stops the nodes as Ctrl-C does; SIGINT explicitly, as a shell's background job ignores it.
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, raise_keyboard_interrupt)
-    group = ProcessGroup(specs, log_dir=args.log_dir)
-    print(f"starting {', '.join(s.executable for s in specs)} (Ctrl-C stops them all)", flush=True)
+    group = ProcessGroup(specs, log_dir=log_dir)
+    applied = ", ".join(f"{a.name} {values[a.name]}" for a in bringup.arguments_for(nodes) if a.sets)
+    print(f"starting {', '.join(s.executable for s in specs)} ({path}; {applied}; logs in {log_dir}; "
+          "Ctrl-C stops them all)", flush=True)
     code = 0
     try:
         group.start()
@@ -162,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--real-time-factor", dest="real_time_factor", type=float, metavar="F",
                       help="simulated seconds per wall second")
     demo.add_argument("--timeout-s", dest="timeout_s", type=float, metavar="S", help="give up after this long")
-    demo.add_argument("--runs-dir", dest="runs_dir", metavar="DIR", help="the run folder goes here")
+    demo.add_argument("--runs-dir", dest="runs_dir", metavar="DIR", help="the run folder goes here (default: $ROS_HOME/mbrl_ros/runs)")
     demo.set_defaults(func=_demo)
 
     param = sub.add_parser("param", help="list, get, describe or set a running node's parameters (like ros2 param)")
@@ -184,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--torque-source", dest="torque_source", choices=["commands", "effort"],
                      help="torques from the commands, or from the joint states' effort (arms driven by other controllers)")
     fit.add_argument("--dt", dest="dt_s", type=float, metavar="S", help="control period (s) when the bags have no trial markers")
-    fit.add_argument("--steps", type=int, metavar="N", help="episode length (steps) when the bags have no trial markers")
+    fit.add_argument("--steps", type=int, metavar="N", help="episode length (steps) when the bags have no trial markers; left out: the default window, "
+                          "or a length chosen (and said) when the runs between pauses are too short for enough of them")
     fit.add_argument("--command-timeout", dest="command_timeout_s", type=float, metavar="S",
                      help="older commands count as zero torque (s; the arm's command timeout)")
     fit.add_argument("--holdout", dest="holdout_fraction", type=float, metavar="F", help="fraction of episodes held out for evaluation")
@@ -206,11 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--allow-partial", action="store_true", help="replay the readable part of truncated bags")
     replay.set_defaults(func=_replay)
 
-    run = sub.add_parser("run", help="start the nodes of a YAML config as separate processes (like ros2 launch)")
-    run.add_argument("--config", default="mbrl_sim", help="shipped config name or a YAML path")
+    from mbrl_ros.bringup import LAUNCH_ARGUMENTS  # light: the choices' lists and the run folder
+
+    run = sub.add_parser("run", help="start the nodes of a YAML config as separate processes (like ros2 launch)",
+                         epilog="The arguments are the launch files' (ros2 launch mbrl_ros mbrl_sim.launch.py "
+                                "mode:=ilqr ...); each overrides the config for the nodes it applies to.")
+    for argument in LAUNCH_ARGUMENTS:
+        run.add_argument(f"--{argument.name.replace('_', '-')}", dest=argument.name, default=argument.default_value(),
+                         choices=argument.choices or None, help=f"{argument.description} (default: %(default)s)")
     run.add_argument("--param", "-p", action="append", default=[], metavar="NODE.PARAM:=VALUE",
-                     help="override a parameter of one node (repeatable)")
-    run.add_argument("--log-dir", help="also write each node's output to DIR/<node>.log")
+                     help="override a parameter of one node (repeatable; wins over the arguments)")
+    run.add_argument("--log-dir", help="write each node's output to DIR/<node>.log (default: OUTPUT_DIR/logs)")
     run.set_defaults(func=_run)
     return parser
 

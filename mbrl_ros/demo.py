@@ -3,8 +3,11 @@
 Starts sim_node, trajectory_recorder, dynamics_learner and mpc_controller (``config/mbrl_sim.yaml``)
 as separate processes, prints one line per LQR-FLM iteration from ``/mbrl/progress``, then watches
 the controller hold the goal in its final mode (iLQR on the learned ensemble) and measures the
-end-effector distance from ``/joint_states``. Everything lands in ``runs/<timestamp>/``: the bags,
-model checkpoints, node logs, ``learning_curve.png`` and ``summary.json``.
+end-effector distance from ``/joint_states``. Everything lands in a run folder,
+``<runs_dir>/<timestamp>/`` (``runs_dir`` by default ``$ROS_HOME/mbrl_ros/runs``): the bags, model
+checkpoints, node logs, ``learning_curve.png``, ``summary.json`` and ``reaches.gif``: the final
+reaches replayed from the joint states the demo recorded, after the run, in a headless PyBullet
+renderer of its own (:mod:`mbrl_ros.sim.render`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from mbrl_ros.ros.conversions import JointStateDecoder
 from mbrl_ros.ros.diagnostics import status_values
 from mbrl_ros.ros.spin import spinning_node, wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
+from mbrl_ros.run_folder import BAGS, LOGS, MODELS, default_runs_dir, run_name
 
 COLUMNS = ("iter", "trials", "final_dist_cm", "cost", "KL", "eps", "model_v", "wall_s")
 
@@ -41,11 +44,12 @@ class DemoSettings:
     hold_s: float = 20.0
     real_time_factor: float = 1.0
     timeout_s: float = 900.0
-    runs_dir: str = "runs"
+    runs_dir: str = field(default_factory=lambda: str(default_runs_dir()))
     reach_planners: tuple[str, ...] = ("ilqr", "mppi")
     reach_goals: int = 3
     reach_s: float = 5.0
     goal_seed: int = 0
+    render_reaches: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -111,11 +115,12 @@ def _reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemat
             if not wait_for(at_start, 20.0):
                 raise RuntimeError("the arm did not return to the start configuration")
             stale_before = int(diagnostics.get("stale_plans", "0"))
-            started, times, distances, p50, p95 = time.monotonic(), [], [], [], []
+            started, times, distances, p50, p95, positions = time.monotonic(), [], [], [], [], []
             next_diagnostics = started + 1.0
             while (now := time.monotonic()) - started < settings.reach_s:
                 q = decoder.decode(joints.latest)[:nq]
                 times.append(now - started)
+                positions.append(q.tolist())
                 distances.append(float(np.linalg.norm(kinematics.ee_position(q[None])[0] - goal)))
                 if now >= next_diagnostics:  # the controller's plan times of the last second
                     next_diagnostics += 1.0
@@ -129,7 +134,7 @@ def _reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemat
                          "plan_time_p50_ms": float(np.median(p50)) if p50 else float("nan"),
                          "plan_time_p95_ms": float(np.max(p95)) if p95 else float("nan"),
                          "stale_plans": int(diagnostics.get("stale_plans", "0")) - stale_before,
-                         "times_s": times, "distances_m": distances})
+                         "times_s": times, "distances_m": distances, "positions_rad": positions})
             print(_reach_row_text(rows[-1]), flush=True)
     return rows
 
@@ -178,12 +183,12 @@ def _plot(rows: list[dict], hold: dict, path: Path) -> None:
 
 
 def run_demo(settings: DemoSettings) -> dict:
-    run_dir = Path(settings.runs_dir) / datetime.now().strftime("%Y%m%d_%H%M%S")
+    run_dir = Path(settings.runs_dir) / run_name()
     run_dir.mkdir(parents=True)
     overrides = {
         "sim_node": {"real_time_factor": settings.real_time_factor},
-        "trajectory_recorder": {"bag_dir": str(run_dir / "bags")},
-        "dynamics_learner": {"model_dir": str(run_dir / "models"), "trials_per_iteration": settings.trials_per_iteration,
+        "trajectory_recorder": {"bag_dir": str(run_dir / BAGS)},
+        "dynamics_learner": {"model_dir": str(run_dir / MODELS), "trials_per_iteration": settings.trials_per_iteration,
                              "trial_steps": settings.trial_steps},
         # Without a hold phase the controller keeps its LQR-FLM controller instead of switching modes.
         "mpc_controller": {"iterations": settings.iterations if settings.hold_s > 0 else 0,
@@ -208,12 +213,12 @@ def run_demo(settings: DemoSettings) -> dict:
     rows: list[dict] = []
     hold: dict = {"mode": final_mode, "final_distance_m": None}
     started = time.monotonic()
-    print(f"run folder {run_dir}; {', '.join(s.executable for s in specs)} starting (logs in {run_dir / 'logs'})")
+    print(f"run folder {run_dir}; {', '.join(s.executable for s in specs)} starting (logs in {run_dir / LOGS})")
     then = f", then {final_mode} on the {model_source} model for {settings.hold_s:g} s" if settings.hold_s > 0 else ""
     print(f"goal {np.round(goal, 3).tolist()} m; {settings.iterations} iterations x {settings.trials_per_iteration} trials "
           f"x {settings.trial_steps} steps{then}")
     print(" ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, (4, 6, 13, 10, 6, 6, 7, 7))), flush=True)
-    with ProcessGroup(specs, log_dir=run_dir / "logs", echo=False), spinning_node("mbrl_demo") as node:
+    with ProcessGroup(specs, log_dir=run_dir / LOGS, echo=False), spinning_node("mbrl_demo") as node:
         progress = []
         node.create_subscription(String, "/mbrl/progress", lambda m: progress.append(json.loads(m.data)), qos.PROGRESS)
         diagnostics: dict[str, str] = {}
@@ -280,19 +285,34 @@ def run_demo(settings: DemoSettings) -> dict:
         "best_mean_distance_m": min(r["mean_final_distance_m"] for r in rows) if rows else None,
         "model_source": model_source,
         "hold": hold,
-        "goal_reaches": [{k: v for k, v in r.items() if k not in ("times_s", "distances_m")} for r in reaches],
+        "goal_reaches": [{k: v for k, v in r.items() if k not in ("times_s", "distances_m", "positions_rad")}
+                         for r in reaches],
         "joint_states_rate_hz": rate.rate_hz,
         "joint_states_period_p99_ms": rate.p99_s * 1e3,
         "wall_time_s": wall,
-        "bags": sorted(p.name for p in (run_dir / "bags").glob("*") if p.is_dir() and not p.name.startswith(".")),
-        "models": sorted(p.name for p in (run_dir / "models").glob("*.safetensors")),
+        "bags": sorted(p.name for p in (run_dir / BAGS).glob("*") if p.is_dir() and not p.name.startswith(".")),
+        "models": sorted(p.name for p in (run_dir / MODELS).glob("*.safetensors")),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if rows:
         _plot(rows, hold, run_dir / "learning_curve.png")
     if reaches:
         _plot_reaches(reaches, model_source, run_dir / "goal_reaches.png")
+    if reaches and settings.render_reaches:
+        summary["video"] = _render_reaches(robot, model_source, reaches, run_dir / "reaches.gif")
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _render_reaches(robot: str, model_source: str, reaches: list[dict], path: Path) -> dict:
+    """The reaches replayed from their recorded joint positions into a GIF (after the run: the
+    nodes are stopped, so rendering takes no CPU from them)."""
+    from mbrl_ros.sim.render import Clip, render_reaches
+
+    clips = [Clip(f"{r['planner']}, {model_source} model, goal [{', '.join(f'{v:.2f}' for v in r['goal_m'])}] m",
+                  tuple(r["goal_m"]), np.asarray(r["times_s"]), np.asarray(r["positions_rad"])) for r in reaches]
+    report = render_reaches(robot, clips, path)
+    return {"path": str(report.path), "frames": report.frames, "render_s": report.render_s, "size_bytes": report.size_bytes}
 
 
 def main(settings: DemoSettings) -> int:
@@ -311,4 +331,8 @@ def main(settings: DemoSettings) -> int:
           f"(period p99 {summary['joint_states_period_p99_ms']:.2f} ms) in this process")
     print(f"{len(summary['bags'])} bags, {len(summary['models'])} model checkpoints, learning_curve.png and summary.json "
           f"in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)")
+    if summary.get("video"):
+        video = summary["video"]
+        print(f"the reaches, rendered headless: {video['path']} ({video['frames']} frames, "
+              f"{video['size_bytes'] / 1e6:.1f} MB, {video['render_s']:.1f} s to render)")
     return 0 if len(rows) == settings.iterations else 1

@@ -13,7 +13,9 @@ on the held-out episodes (:mod:`mbrl_ros.dynamics.evaluation`, :mod:`mbrl_ros.fi
 A local model describes one controller's trials step by step: only episodes of one length ``T``
 (and period) fit and evaluate together, so the most common (T, dt) is used for every model and the
 episodes of other lengths are counted in the report. Without trial markers all windows are one
-group. No ROS needed.
+group, :data:`WINDOW_STEPS` long unless the runs between pauses are too short for enough of them:
+then the length is chosen (:func:`choose_window`) and the output and the report say so. No ROS
+needed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
-from mbrl_ros.data.bag_episodes import BagStreams, BagTopics, episodes_from_streams, read_streams
+from mbrl_ros.data.bag_episodes import BagStreams, BagTopics, episodes_from_streams, read_streams, run_steps
 from mbrl_ros.data.bags import BagError
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics import serialization
@@ -42,6 +44,12 @@ from mbrl_ros.progress import ProgressBar
 from mbrl_ros.sim.robots import robot_spec
 
 TORQUE_SOURCES = ("commands", "effort")
+#: Episode length (control steps) of the windows cut from bags without trial markers, when
+#: ``steps`` is not given and the runs between pauses hold enough of them.
+WINDOW_STEPS = 100
+#: A chosen window length is the longest whose windows cover this share of the recorded steps that
+#: the best length covers (a short stretch of joint states does not shrink every window to its size).
+WINDOW_COVERAGE = 0.9
 
 
 class FitError(ValueError):
@@ -59,7 +67,9 @@ class FitSettings:
         torque_source: ``commands`` (the recorded torque commands) or ``effort`` (the joint states'
             effort field, for arms driven by other controllers; it includes gravity, so the physics
             reference then models an arm without gravity compensation).
-        dt_s, steps: control period and episode length when the bags have no trial markers.
+        dt_s, steps: control period and episode length when the bags have no trial markers;
+            ``steps`` ``None``: :data:`WINDOW_STEPS`, or when the runs are too short for enough such
+            windows, the length :func:`choose_window` picks.
         command_timeout_s: a command older than this counts as zero torque (the arm's timeout).
         holdout_fraction: share of episodes held out for evaluation (at least one).
         seed: seeds the split, the GMM and the ensemble.
@@ -74,7 +84,7 @@ class FitSettings:
     topics: BagTopics = field(default_factory=BagTopics)
     torque_source: str = "commands"
     dt_s: float = 0.05
-    steps: int = 100
+    steps: int | None = None
     command_timeout_s: float = COMMAND_TIMEOUT_S
     holdout_fraction: float = 0.2
     seed: int = 0
@@ -88,7 +98,7 @@ class FitSettings:
             raise ValueError("name at least one bag")
         if self.torque_source not in TORQUE_SOURCES:
             raise ValueError(f"torque_source must be one of {TORQUE_SOURCES}, got {self.torque_source!r}")
-        if not (self.dt_s > 0 and self.steps >= 2 and self.command_timeout_s > 0):
+        if not (self.dt_s > 0 and (self.steps is None or self.steps >= 2) and self.command_timeout_s > 0):
             raise ValueError(f"need dt_s > 0, steps >= 2 and command_timeout_s > 0, got {self.dt_s}, {self.steps}, {self.command_timeout_s}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
@@ -102,23 +112,90 @@ def _say(text: str) -> None:
 
 
 def segment(streams: BagStreams, settings: FitSettings) -> tuple[list[Episodes], dict]:
-    """Episodes of the most common (T, dt) and a description of the segmentation."""
-    episodes = episodes_from_streams(streams, settings.dt_s, settings.steps, settings.command_timeout_s, settings.torque_source)
+    """Episodes of the most common (T, dt) and a description of the segmentation (without trial
+    markers: ``window``, how the window length came about)."""
     by_markers = any(m.event == "end" for m in streams.markers)
+    window = None if by_markers else choose_window(streams.states.t_s, settings)
+    steps = window["steps"] if window else settings.steps or WINDOW_STEPS
+    episodes = episodes_from_streams(streams, settings.dt_s, steps, settings.command_timeout_s, settings.torque_source)
     if not episodes:
-        how = "trial markers" if by_markers else f"windows of {settings.steps} x {settings.dt_s} s between gaps"
+        how = "trial markers" if by_markers else f"windows of {steps} x {settings.dt_s} s between gaps"
         raise FitError(f"no complete episode in the bags ({how}; {streams.states.t_s.size} joint states "
                        f"over {np.ptp(streams.states.t_s):.2f} s)")
     shapes = Counter((e.horizon_steps, e.metadata["dt_s"]) for e in episodes)
     (steps, dt_s), _ = max(shapes.items(), key=lambda item: (item[1], item[0]))
     kept = [e for e in episodes if (e.horizon_steps, e.metadata["dt_s"]) == (steps, dt_s)]
-    return kept, {
+    segmentation = {
         "method": "trial markers" if by_markers else "fixed windows between gaps in the joint states",
         "dt_s": dt_s,
         "steps": steps,
         "episodes": len(kept),
         "left_out_other_lengths": len(episodes) - len(kept),
     }
+    if window:
+        segmentation["window"] = window
+    return kept, segmentation
+
+
+def choose_window(t_s: np.ndarray, settings: FitSettings) -> dict:
+    """The window length for joint states ``t_s`` without trial markers, and why.
+
+    The runs between pauses (:func:`~mbrl_ros.data.bag_episodes.run_steps`) give ``sum(run // T)``
+    windows of T steps; a fit needs :func:`min_episodes`. The given ``steps``, or else
+    :data:`WINDOW_STEPS`, is used when it gives that many. Otherwise a given ``steps`` is refused,
+    with the lengths that would do, and without one the length is chosen among those that give
+    enough windows: the longest whose windows cover :data:`WINDOW_COVERAGE` of the recorded steps
+    that the best length covers (for runs of one length: the longest that fits every run).
+    """
+    dt_s = settings.dt_s
+    lengths = run_steps(t_s, dt_s)
+    need = min_episodes(settings.holdout_fraction)
+    target = settings.steps or WINDOW_STEPS
+
+    def windows(steps: int) -> int:
+        return sum(n // steps for n in lengths)
+
+    enough = [T for T in range(2, max(lengths) + 1) if windows(T) >= need]
+    shortest, longest = min(lengths), max(lengths)
+    runs_text = (f"the joint states' {len(lengths)} run(s) between pauses hold " +
+                 (f"{shortest} steps of {dt_s:g} s each ({shortest * dt_s:.2f} s)" if shortest == longest else
+                  f"{shortest} to {longest} steps of {dt_s:g} s ({shortest * dt_s:.2f} to {longest * dt_s:.2f} s)"))
+    allows = f"windows of 2 to {max(enough)} steps give enough" if enough else "no window length gives enough"
+    info = {"requested_steps": settings.steps, "default_steps": WINDOW_STEPS, "runs": len(lengths),
+            "run_steps_min": shortest, "run_steps_max": longest, "episodes_needed": need,
+            "longest_steps_with_enough_episodes": max(enough) if enough else None}
+    if windows(target) >= need:
+        return {**info, "steps": target, "chosen": False, "reason": f"windows of {target} steps"}
+    shortfall = (f"windows of {target} x {dt_s:g} s give {windows(target)} episode(s), a fit needs {need}: "
+                 f"{runs_text}; {allows}")
+    if settings.steps is not None or not enough:
+        advice = f": try --steps {max(enough)}, or leave --steps out to have the length chosen" if enough else ""
+        raise FitError(shortfall + advice)
+    covered = {T: T * windows(T) for T in enough}
+    best = max(T for T in enough if covered[T] >= WINDOW_COVERAGE * max(covered.values()))
+    fitting = sum(n >= best for n in lengths)
+    which = ("the longest that fits every run" if fitting == len(lengths) else
+             f"from {fitting} of the {len(lengths)} runs, {covered[best]} of the {sum(lengths)} recorded steps (the "
+             f"longest length whose windows cover {WINDOW_COVERAGE:.0%} of what the best length covers, "
+             f"{max(covered.values())})")
+    reason = (f"no trial markers, and the default {shortfall}. Using windows of {best} steps ({best * dt_s:.2f} s), "
+              f"{which}: {windows(best)} episodes (--steps N sets the length)")
+    return {**info, "steps": best, "chosen": True, "reason": reason}
+
+
+def split_counts(n: int, holdout_fraction: float) -> tuple[int, int]:
+    """(to fit on, held out) of ``n`` episodes of one controller iteration: ``holdout_fraction`` of
+    them held out, keeping 2 to fit a local model on."""
+    n_holdout = min(int(round(holdout_fraction * n)), max(0, n - 2))
+    return n - n_holdout, n_holdout
+
+
+def min_episodes(holdout_fraction: float) -> int:
+    """The fewest episodes of one group that give 2 to fit on and 1 to hold out."""
+    n = 3
+    while split_counts(n, holdout_fraction)[1] < 1:
+        n += 1
+    return n
 
 
 def split(episodes: list[Episodes], holdout_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -129,7 +206,7 @@ def split(episodes: list[Episodes], holdout_fraction: float, seed: int) -> tuple
     fit, holdout = [], []
     for iteration in sorted({e.metadata["iteration"] for e in episodes}):
         members = [i for i, e in enumerate(episodes) if e.metadata["iteration"] == iteration]
-        n_holdout = min(int(round(holdout_fraction * len(members))), max(0, len(members) - 2))
+        _, n_holdout = split_counts(len(members), holdout_fraction)
         order = rng.permutation(members)
         holdout += order[:n_holdout].tolist()
         fit += order[n_holdout:].tolist()
@@ -246,6 +323,8 @@ def run(settings: FitSettings) -> dict:
     align_started = time.perf_counter()
     episodes, segmentation = segment(streams, settings)
     align_s = time.perf_counter() - align_started
+    if segmentation.get("window", {}).get("chosen"):
+        _say(segmentation["window"]["reason"])
     _say(f"read {streams.messages_read} messages in {read_s:.1f} s ({streams.messages_read / read_s:,.0f}/s); "
          f"aligned {segmentation['episodes']} episodes of T = {segmentation['steps']} steps of {segmentation['dt_s']} s "
          f"({segmentation['method']}) in {align_s:.2f} s")

@@ -41,9 +41,20 @@ def config_path(name: str) -> Path:
     return path
 
 
-def executable_path(name: str) -> str:
-    """Where the executable ``name`` is installed: ``lib/mbrl_ros`` (colcon, ``ros2 run``) or the
-    environment's scripts directory (pip)."""
+def executable_path(name: str, package: str = PACKAGE) -> str:
+    """Where the executable ``name`` of ``package`` is installed: ``lib/<package>`` (colcon, a ROS 2
+    distro, ``ros2 run``) or, for mbrl_ros, the environment's scripts directory (pip)."""
+    if package != PACKAGE:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+        try:
+            candidate = Path(get_package_prefix(package)) / "lib" / package / name
+        except (OSError, PackageNotFoundError):  # OSError: no AMENT_PREFIX_PATH at all
+            raise FileNotFoundError(f"{package} is not installed (it comes with a ROS 2 distro: source its "
+                                    "setup.bash)") from None
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+        raise FileNotFoundError(f"{package} has no executable {name!r} at {candidate}")
     for candidate in (
         Path(sys.prefix) / "lib" / PACKAGE / name,
         Path(sys.executable).parent / name,
@@ -70,15 +81,20 @@ def _yaml_value(value) -> str:
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node to start: executable, optional YAML parameters file, overrides and remappings."""
+    """One node to start: executable (of ``package``), its command-line ``arguments``, optional YAML
+    parameters file, overrides and remappings. A node that is not ``required`` (a viewer) may exit
+    without ending the others."""
 
     executable: str
     params_file: str | None = None
     parameters: dict = field(default_factory=dict)
     remappings: dict = field(default_factory=dict)
+    package: str = PACKAGE
+    arguments: tuple[str, ...] = ()
+    required: bool = True
 
     def command(self) -> list[str]:
-        args = [executable_path(self.executable), "--ros-args"]
+        args = [executable_path(self.executable, self.package), *self.arguments, "--ros-args"]
         if self.params_file:
             args += ["--params-file", str(self.params_file)]
         for key, value in self.parameters.items():
@@ -173,8 +189,8 @@ class ProcessGroup:
         return self
 
     def exited(self) -> list[tuple[str, int]]:
-        """(executable, exit code) of every process that has ended."""
-        return [(p.spec.executable, code) for p in self.processes if (code := p.poll()) is not None]
+        """(executable, exit code) of every required process that has ended."""
+        return [(p.spec.executable, code) for p in self.processes if p.spec.required and (code := p.poll()) is not None]
 
     def stop(self, timeout_s: float = 5.0) -> None:
         for proc in reversed(self.processes):

@@ -17,12 +17,11 @@ from mbrl_ros.control.costs import CostSettings
 from mbrl_ros.control.ilqr import ILQRSettings
 from mbrl_ros.control.lg_policy import InitialControllerSettings
 from mbrl_ros.control.lqr_flm import LQRFLMSettings
+from mbrl_ros.control.modes import MODEL_SOURCES, MODES
 from mbrl_ros.control.mppi import MPPISettings
 from mbrl_ros.settings import ParameterInfo, check_parameters
 from mbrl_ros.sim.robots import ROBOTS, robot_spec
 
-MODES = ("lqr_flm", "ilqr", "mppi")
-MODEL_SOURCES = ("learned", "physics")
 DEVICES = ("cpu", "cuda")
 #: The fields :meth:`ControllerSettings.cost` reads: a change to one of them rebuilds the cost.
 COST_FIELDS = frozenset({"goal_xyz_m", "ee_weight", "ee_weight_terminal", "effort_weight", "velocity_weight",
@@ -96,6 +95,7 @@ class ControllerSettings:
     state_timeout_s: float = 0.1
     rt_priority: int = 50
     seed: int = 0
+    publish_robot_description: bool = False
 
     def __post_init__(self) -> None:
         check_parameters(self, PARAMETERS)
@@ -210,4 +210,7 @@ PARAMETERS: dict[str, ParameterInfo] = {
         "SCHED_FIFO priority of the torque thread where permitted; the node's other threads run one below "
         "(0: normal scheduling).", 0, 99, read_only=True),
     "seed": ParameterInfo("Seed of exploration noise and sampling planners.", 0, 2**31 - 1, read_only=True),
+    "publish_robot_description": ParameterInfo(
+        "Publish the robot's URDF on robot_description (transient local), for a real arm whose driver does not; "
+        "sim_node publishes it for the simulated one.", read_only=True),
 }

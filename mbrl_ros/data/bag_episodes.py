@@ -155,13 +155,24 @@ def episodes_from_streams(
     return episodes
 
 
+def runs(t_s: np.ndarray, dt_s: float) -> list[tuple[float, float]]:
+    """(first, last) sample time of every run of samples ``t_s`` (sorted) without a gap longer than
+    ``dt_s``."""
+    breaks = np.flatnonzero(np.diff(t_s) > dt_s)
+    return [(float(t_s[first]), float(t_s[last])) for first, last in zip(np.r_[0, breaks + 1], np.r_[breaks, t_s.size - 1])]
+
+
+def run_steps(t_s: np.ndarray, dt_s: float) -> list[int]:
+    """The longest window, in periods of ``dt_s``, that each run of samples ``t_s`` holds (see :func:`runs`)."""
+    return [int((last - first) / dt_s + 1e-9) for first, last in runs(t_s, dt_s)]
+
+
 def window_starts(t_s: np.ndarray, dt_s: float, steps: int) -> list[float]:
     """Start times of consecutive windows of ``steps`` periods of ``dt_s`` s, from the start of every
     run of samples ``t_s`` without a gap longer than ``dt_s``."""
     window = dt_s * steps
-    breaks = np.flatnonzero(np.diff(t_s) > dt_s)
     starts = []
-    for first, last in zip(np.r_[0, breaks + 1], np.r_[breaks, t_s.size - 1]):
-        n = int((t_s[last] - t_s[first]) / window + 1e-9)
-        starts += [float(t_s[first] + i * window) for i in range(n)]
+    for first, last in runs(t_s, dt_s):
+        n = int((last - first) / window + 1e-9)
+        starts += [first + i * window for i in range(n)]
     return starts

@@ -19,13 +19,14 @@ for :data:`IDLE_HISTORY_S`, since a start marker can arrive after the trial's fi
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from mbrl_ros.settings import ParameterInfo, check_parameters
 from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
+from mbrl_ros.run_folder import BAGS, default_run_dir
 
 from .alignment import CommandStream, JointMapper, StateStream, TrialMarker, align_trial
 from .bags import STORAGE
@@ -49,7 +50,7 @@ _FINISHED_KEPT = 1000
 class RecorderNodeSettings:
     """The trajectory_recorder node's parameters; see :data:`RECORDER_PARAMETERS`."""
 
-    bag_dir: str = "mbrl_bags"
+    bag_dir: str = field(default_factory=lambda: str(default_run_dir() / BAGS))
     storage: str = "mcap"
     command_timeout_s: float = COMMAND_TIMEOUT_S
 
@@ -58,7 +59,8 @@ class RecorderNodeSettings:
 
 
 RECORDER_PARAMETERS: dict[str, ParameterInfo] = {
-    "bag_dir": ParameterInfo("Folder receiving one bag per trial.", read_only=True),
+    "bag_dir": ParameterInfo("Folder receiving one bag per trial (default: bags/ in a new run folder, "
+                             "$ROS_HOME/mbrl_ros/runs/<start time>).", read_only=True),
     "storage": ParameterInfo("Bag storage: mcap or sqlite3.", read_only=True, choices=tuple(STORAGE)),
     "command_timeout_s": ParameterInfo(
         "The arm's command timeout (s): older commands count as zero torque.", 0.001, 10.0),

@@ -27,6 +27,7 @@ from mbrl_ros.dynamics.tvlg import (
     TVLGFitSettings,
     fit_tvlg,
 )
+from mbrl_ros.run_folder import MODELS, default_run_dir
 from mbrl_ros.settings import ParameterInfo, check_parameters
 
 LOCAL_PRIORS = ("gmm", "global", "none")
@@ -196,7 +197,7 @@ class LearnerNodeSettings:
     ensemble_epochs_per_update: int = LearnerSettings.ensemble_epochs_per_update
     semi_parametric: bool = LearnerSettings.semi_parametric
     seed: int = LearnerSettings.seed
-    model_dir: str = "mbrl_models"
+    model_dir: str = field(default_factory=lambda: str(default_run_dir() / MODELS))
     trial_steps: int = 100
     bag_paths: tuple[str, ...] = ("",)
     checkpoint: str = ""
@@ -241,7 +242,8 @@ LEARNER_PARAMETERS: dict[str, ParameterInfo] = {
     "ensemble_epochs_per_update": ParameterInfo("Epoch cap per incremental training.", 1, 10000, read_only=True),
     "semi_parametric": ParameterInfo("Ensemble learns the physics model's residual.", read_only=True),
     "seed": ParameterInfo("Seed of the GMM and the ensemble.", 0, 2**31 - 1, read_only=True),
-    "model_dir": ParameterInfo("Checkpoint folder.", read_only=True),
+    "model_dir": ParameterInfo("Checkpoint folder (default: models/ in a new run folder, "
+                               "$ROS_HOME/mbrl_ros/runs/<start time>).", read_only=True),
     "trial_steps": ParameterInfo("Steps per trial (for bag seeding).", 1, 100000, read_only=True),
     "bag_paths": ParameterInfo("Bags to learn from at start (empty: none).", read_only=True),
     "checkpoint": ParameterInfo("Ensemble checkpoint to start from (empty: none).", read_only=True),

@@ -7,7 +7,8 @@ decides (ROS-free; ``lqr_flm`` trials and their KL-constrained updates, the hand
 :class:`~mbrl_ros.control.planning_loop.PlanningLoop`). This node adapts them to ROS: parameters,
 subscriptions, publishers, the reset service, threads and the clock. A stale or missing joint
 state means zero torque; torques are clipped and finite; zeros are sent on shutdown; ``~/reset``
-(std_srvs/Trigger) sends the arm back to the start configuration.
+(std_srvs/Trigger) sends the arm back to the start configuration. Viewers get ``/mbrl/goal_marker``
+and ``/mbrl/plan`` in the URDF's base link, and with ``publish_robot_description`` the URDF.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker
 
 from mbrl_ros.control.controller_settings import COST_FIELDS, PARAMETERS, ControllerSettings
 from mbrl_ros.control.costs import ReachCost
@@ -43,6 +45,8 @@ from mbrl_ros.ros.conversions import InvalidMessage, JointStateDecoder, command_
 from mbrl_ros.ros.diagnostics import diagnostic_array, status
 from mbrl_ros.ros.params import LiveSettings, declare_field
 from mbrl_ros.ros.spin import ClockAdvanced, run_node
+from mbrl_ros.ros.visualization import goal_marker_msg, robot_description_msg
+from mbrl_ros.sim.description import robot_description
 
 #: How often the node says, in its log, what the run is waiting for (s).
 _WAITING_LOG_PERIOD_S = 5.0
@@ -59,19 +63,24 @@ class MPCController(Node):
         self._joint_names = list(self._physics.spec.joint_names)
         self._decoder = JointStateDecoder(self._joint_names)
         self._zero = np.zeros(len(self._joint_names))
-        self._frame = self._physics.arm.model.frames[1].name  # the URDF's base link: /mbrl/plan's frame
+        self._frame = robot_description(s.robot).base_link  # of everything the node publishes in space
         self._q0 = np.asarray(s.initial_positions_rad, dtype=float)
         self._lock = threading.Lock()  # the latest joint state
         self._x: np.ndarray | None = None
         self._x_time_s = -np.inf
         self._counts = dict.fromkeys(("rejected_joint_states", "rejected_goals", "rejected_models", "rejected_episodes"), 0)
         self._start_wall = time.monotonic()
+        self._waiting_logged = ("", -np.inf)  # what the log said the node waits for, and when
 
         self._command_pub = self.create_publisher(Float64MultiArray, "effort_controller/commands", qos.COMMANDS_PUB)
         self._marker_pub = self.create_publisher(String, "/mbrl/trial", qos.TRIAL_MARKERS)
-        self._plan_pub = self.create_publisher(Path, "/mbrl/plan", 1)
+        self._plan_pub = self.create_publisher(Path, "/mbrl/plan", qos.LATCHED)  # a viewer started later gets it
         self._progress_pub = self.create_publisher(String, "/mbrl/progress", qos.PROGRESS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
+        self._goal_pub = self.create_publisher(Marker, "/mbrl/goal_marker", qos.LATCHED)
+        self._on_settings_changed(s, {"goal_xyz_m"}, apply=False)
+        if s.publish_robot_description:  # the URDF for viewers of a real arm (the sim publishes its own)
+            self.create_publisher(String, "robot_description", qos.LATCHED).publish(robot_description_msg(robot_description(s.robot)))
         self._reset_client = self.create_client(Trigger, s.reset_service) if s.reset_service else None
         self.run = LearningRun(s, self._physics.mass_matrix(self._q0), self._cost(s), self._physics.kinematics.ee_position,
                                self._physics.effort_limit_nm, self._joint_names, self, self._reset_client is not None)
@@ -93,7 +102,6 @@ class MPCController(Node):
                                  qos.EPISODES)
         self.create_service(Trigger, "~/reset", self._on_reset_request)
         self.create_timer(1.0, self._publish_diagnostics)
-        self.create_timer(_WAITING_LOG_PERIOD_S, self._log_waiting)
 
         self._running = True
         # SCHED_FIFO, as ros2_control's own loop uses, for every thread (executor, DDS, workers) so
@@ -132,9 +140,12 @@ class MPCController(Node):
     def settings(self) -> ControllerSettings:
         return self._settings.value
 
-    def _on_settings_changed(self, settings: ControllerSettings, changed: set[str]) -> None:
-        self.run.apply_settings(settings, self._now_s(), self._cost(settings) if changed & COST_FIELDS else None)
-        self._planning.wake()
+    def _on_settings_changed(self, settings: ControllerSettings, changed: set[str], apply: bool = True) -> None:
+        if apply:
+            self.run.apply_settings(settings, self._now_s(), self._cost(settings) if changed & COST_FIELDS else None)
+            self._planning.wake()
+        if "goal_xyz_m" in changed:
+            self._goal_pub.publish(goal_marker_msg(settings.goal_xyz_m, self._frame, self.get_clock().now().to_msg()))
 
     # ---- inputs -------------------------------------------------------------------------------------
     def _now_s(self) -> float:
@@ -243,18 +254,19 @@ class MPCController(Node):
         self._plan_pub.publish(path_msg(ee, self._frame, self.get_clock().now().to_msg()))
 
     # ---- reporting ----------------------------------------------------------------------------------
-    def _log_waiting(self) -> None:
+    def _waiting_for(self) -> str:
         now, x = self._fresh_state()
-        waiting = "a joint state on joint_states" if x is None else self.run.waiting_for(now)
-        if waiting:
-            self.get_logger().info(f"waiting for {waiting}")
+        return "a joint state on joint_states" if x is None else (self.run.waiting_for(now) or "")
 
     def _publish_diagnostics(self) -> None:
-        run = self.run.diagnostics()
+        run, waiting, wall = self.run.diagnostics(), self._waiting_for(), time.monotonic()
+        if waiting and (waiting != self._waiting_logged[0] or wall - self._waiting_logged[1] >= _WAITING_LOG_PERIOD_S):
+            self.get_logger().info(f"waiting for {waiting}")  # when it starts, changes, and every few seconds
+            self._waiting_logged = (waiting, wall)
         values = {
             "mode": self.settings.mode,
             **run,
-            "waiting_for": self.run.waiting_for(self._now_s()) or "",
+            "waiting_for": waiting,
             **self._torque.statistics(),
             **self._planning.take_statistics(),
             "model_version": self._model_version,

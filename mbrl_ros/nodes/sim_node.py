@@ -5,6 +5,9 @@ Publishes ``joint_states`` (sensor_msgs/JointState) at ``publish_rate_hz``; appl
 joint order) for at most ``command_timeout_s`` of simulated time, then zero torque; rejects and
 counts wrong-length or non-finite commands; serves ``~/reset`` (std_srvs/Trigger); publishes
 ``/diagnostics`` and, with ``publish_clock``, ``/clock`` so ``use_sim_time`` nodes follow it.
+For viewers it publishes the URDF it loaded as ``robot_description`` (std_msgs/String, transient
+local) and, at ``link_markers_rate_hz``, ``robot_markers`` (visualization_msgs/MarkerArray): each
+link's mesh at its pose in the base link's frame, so RViz draws the arm without TF.
 
 Physics runs in its own thread paced against the wall clock (``real_time_factor``; 0 = as fast
 as possible); the executor thread only receives commands, serves resets and reports diagnostics.
@@ -22,8 +25,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from mbrl_ros.ros import qos
 from mbrl_ros.ros.conversions import InvalidMessage, decode_command, joint_state_msg, time_msg
@@ -31,7 +35,9 @@ from mbrl_ros.ros.diagnostics import diagnostic_array, status
 from mbrl_ros.ros.params import LiveSettings, declare_field
 from mbrl_ros.realtime import PeriodStats, use_fifo, use_realtime_process
 from mbrl_ros.ros.spin import run_node
+from mbrl_ros.ros.visualization import link_markers_msg, robot_description_msg
 from mbrl_ros.sim import SIM_PARAMETERS, SimNodeSettings, SimulatedArm
+from mbrl_ros.sim.description import robot_description
 
 #: A pacing loop that falls further behind than this re-synchronises instead of bursting.
 _MAX_LAG_S = 0.1
@@ -66,6 +72,12 @@ class SimNode(Node):
         self.create_subscription(Float64MultiArray, "effort_controller/commands", self._on_command, qos.COMMANDS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
+        self._description = robot_description(settings.robot)
+        self._description_pub = self.create_publisher(String, "robot_description", qos.LATCHED)
+        self._description_pub.publish(robot_description_msg(self._description))
+        if settings.link_markers_rate_hz > 0:
+            self._markers_pub = self.create_publisher(MarkerArray, "robot_markers", qos.LINK_MARKERS)
+            self.create_timer(1.0 / settings.link_markers_rate_hz, self._publish_link_markers)
 
         self._running = True
         # SCHED_FIFO when paced: at normal priority, on 2 cores with the learner training, a step's new
@@ -141,6 +153,13 @@ class SimNode(Node):
                     deadline = now
                 elif deadline > now:
                     time.sleep(deadline - now)
+
+    def _publish_link_markers(self) -> None:
+        if self._markers_pub.get_subscription_count() == 0:
+            return  # nobody is looking: no PyBullet calls taken from the physics thread
+        with self._lock:
+            poses, stamp = self._arm.link_poses(), self._stamp()
+        self._markers_pub.publish(link_markers_msg(self._description, poses, stamp))
 
     def _publish_diagnostics(self) -> None:
         summary = self._period_stats.summary()

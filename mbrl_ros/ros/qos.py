@@ -89,3 +89,10 @@ def offered_qos(profile: QoSProfile) -> Qos:
         liveliness_lease_duration=duration(profile.liveliness_lease_duration),
         avoid_ros_namespace_conventions=profile.avoid_ros_namespace_conventions,
     )
+
+#: robot_description, the goal marker and the plan: reliable, transient-local, the last one, as
+#: robot_state_publisher offers robot_description, so a viewer started later still gets them.
+LATCHED = _keep_last(1, transient_local=True)
+
+#: The arm's link markers: the newest pose only; a viewer that misses one draws the next.
+LINK_MARKERS = _keep_last(1)

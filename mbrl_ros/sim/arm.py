@@ -80,6 +80,8 @@ class SimNodeSettings(SimSettings):
         publish_clock: publish ``/clock`` and stamp with simulated time.
         rt_priority: SCHED_FIFO priority of the physics thread when paced (0: normal scheduling).
         diagnostics_period_s: period of ``/diagnostics``.
+        link_markers_rate_hz: rate of ``robot_markers``, the links' meshes at their poses, for
+            viewers without TF (0: not published).
     """
 
     publish_rate_hz: float = 250.0
@@ -88,6 +90,7 @@ class SimNodeSettings(SimSettings):
     publish_clock: bool = False
     rt_priority: int = 40
     diagnostics_period_s: float = 1.0
+    link_markers_rate_hz: float = 10.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -122,6 +125,9 @@ SIM_PARAMETERS: dict[str, ParameterInfo] = {
         "SCHED_FIFO priority of the physics thread where permitted, when paced (real_time_factor > 0); "
         "the node's other threads run one below (0: normal scheduling).", 0, 99, read_only=True),
     "diagnostics_period_s": ParameterInfo("Period of /diagnostics (s).", 0.05, 60.0, read_only=True),
+    "link_markers_rate_hz": ParameterInfo(
+        "Rate of robot_markers (visualization_msgs/MarkerArray): the links' meshes at their poses in the base "
+        "link's frame, for viewers without TF (0: off).", 0.0, 100.0, read_only=True),
 }
 
 
@@ -291,6 +297,22 @@ class SimulatedArm:
         """World position (m) of the end-effector link origin, by forward kinematics."""
         link = self._client.getLinkState(self._body, self._joints.ee_link, computeForwardKinematics=True)
         return np.asarray(link[4])
+
+    def link_poses(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every URDF link's frame in the base link's frame now: ``{link: (position m, quaternion
+        xyzw)}`` (the base link itself at the identity)."""
+        c, body = self._client, self._body
+        base_position, base_orientation = c.getBasePositionAndOrientation(body)  # the base's inertial frame
+        inertial_position, inertial_orientation = c.getDynamicsInfo(body, -1)[3:5]
+        to_base = c.invertTransform(*c.multiplyTransforms(base_position, base_orientation,
+                                                          *c.invertTransform(inertial_position, inertial_orientation)))
+        base_name = c.getBodyInfo(body)[0].decode()
+        poses = {base_name: (np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))}
+        links = range(c.getNumJoints(body))
+        for j, state in zip(links, c.getLinkStates(body, list(links), computeForwardKinematics=True)):
+            position, orientation = c.multiplyTransforms(*to_base, state[4], state[5])
+            poses[c.getJointInfo(body, j)[12].decode()] = (np.asarray(position), np.asarray(orientation))
+        return poses
 
     def clip_torque(self, tau: np.ndarray) -> np.ndarray:
         """Clip a torque vector to the URDF effort limits."""

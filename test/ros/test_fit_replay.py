@@ -12,18 +12,13 @@ must give back the same episodes and the same local models.
 import json
 import re
 import subprocess
-import threading
-import time
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
-from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
-from std_srvs.srv import Trigger
+from std_msgs.msg import Float64MultiArray, String
 
 from mbrl_ros.cli import main as cli_main
-from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.bag_episodes import episodes_from_streams, read_streams
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics import serialization
@@ -32,73 +27,15 @@ from mbrl_ros.dynamics.evaluation import PredictionError, k_step_errors, time_in
 from mbrl_ros.dynamics.learner import LearnerSettings, ModelLearner
 from mbrl_ros.dynamics.physics import PhysicsModel
 from mbrl_ros.launcher import NodeSpec, config_path, executable_path
-from mbrl_ros.ros import payloads, qos
-from mbrl_ros.ros.conversions import command_msg
-from mbrl_ros.ros.diagnostics import status_values
+from mbrl_ros.ros import qos
 from mbrl_ros.ros.spin import wait_for
+
+from _trials import EpisodeCollector, reset_arm, run_trial, wait_until_recording
 
 JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
 HOME = np.array([0.0, -0.5, 0.0, -2.0, 0.0, 1.6, 0.8])
 DT_S, STEPS, TRIALS, TRIALS_PER_ITERATION = 0.05, 20, 6, 3
 EPOCHS = 20
-
-
-class EpisodeCollector:
-    """Every episode published on /mbrl/episodes, decoded, in arrival order."""
-
-    def __init__(self, node) -> None:
-        self.episodes: list[Episodes] = []
-        self._lock = threading.Lock()
-        node.create_subscription(UInt8MultiArray, "/mbrl/episodes", self._on_message, qos.EPISODES)
-
-    def _on_message(self, msg) -> None:
-        with self._lock:
-            self.episodes.append(payloads.decode_episodes(msg))
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.episodes)
-
-
-def wait_until_recording(client_node, timeout_s: float = 30.0) -> bool:
-    """True once the recorder reports joint states in its bag (it may discover the arm later than we do)."""
-    recorded = []
-
-    def on_diagnostics(msg) -> None:
-        values = status_values(msg, "trajectory_recorder")
-        if values:
-            recorded.append(int(values["messages_in_bag"]))
-
-    subscription = client_node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos.DIAGNOSTICS)
-    try:
-        return wait_for(lambda: bool(recorded) and recorded[-1] > 100, timeout_s)
-    finally:
-        client_node.destroy_subscription(subscription)
-
-
-def reset_arm(client_node) -> None:
-    client = client_node.create_client(Trigger, "/sim_node/reset")
-    try:
-        assert client.wait_for_service(timeout_sec=10.0)
-        future = client.call_async(Trigger.Request())
-        assert wait_for(future.done, 10.0) and future.result().success
-    finally:
-        client_node.destroy_client(client)
-
-
-def run_trial(client_node, markers, commands, trial: int, torques: np.ndarray) -> None:
-    """One trial as the controller runs it: start marker, each step's torque at 250 Hz, end marker."""
-    now = lambda: client_node.get_clock().now().nanoseconds * 1e-9  # noqa: E731
-    start = now() + 0.1
-    marker = TrialMarker("start", trial, trial // TRIALS_PER_ITERATION, start, DT_S, STEPS, (0.4, 0.0, 0.5), JOINTS, "test")
-    markers.publish(payloads.trial_marker_msg(marker))
-    while (t := now()) < marker.end_s:
-        k = int((t - start) // DT_S)
-        if k >= 0:
-            commands.publish(command_msg(torques[k]))
-        time.sleep(0.004)
-    end = TrialMarker("end", trial, marker.iteration, start, DT_S, STEPS, marker.goal, JOINTS, "test")
-    markers.publish(payloads.trial_marker_msg(end))
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +56,7 @@ def recorded(start_node, client_node, tmp_path_factory):
     rng = np.random.default_rng(0)
     for trial in range(TRIALS):
         reset_arm(client_node)
-        run_trial(client_node, markers, commands, trial, scale * rng.standard_normal((STEPS, 7)))
+        run_trial(client_node, markers, commands, trial, scale * rng.standard_normal((STEPS, 7)), trial // TRIALS_PER_ITERATION)
     assert wait_for(lambda: collector.count() >= TRIALS, 20.0), f"{collector.count()} of {TRIALS} episodes published"
     return {"bag_dir": bag_dir, "episodes": sorted(collector.episodes, key=lambda e: e.metadata["trial"]),
             "collector": collector, "nodes": (sim, recorder), "publishers": (markers, commands)}

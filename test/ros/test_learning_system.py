@@ -100,3 +100,15 @@ def test_the_run_folder_holds_the_curve_and_a_summary_that_matches(summary):
     assert on_disk["iterations"] == summary["iterations"]
     assert any(name.startswith("tvlg_v") for name in on_disk["models"])
     assert on_disk["joint_states_rate_hz"] > 150.0, "the demo reports the /joint_states rate it saw (sim: 250 Hz)"
+
+
+def test_the_reaches_are_rendered_into_a_gif_in_the_run_folder(summary):
+    from pathlib import Path
+
+    from PIL import Image
+
+    video = summary["video"]
+    assert Path(video["path"]) == Path(summary["run_dir"]) / "reaches.gif"
+    with Image.open(video["path"]) as gif:
+        assert gif.format == "GIF" and gif.n_frames == video["frames"] >= 8 * 5 * 0.8  # 8 s at 5 fps
+    assert video["render_s"] < 60.0

@@ -35,6 +35,7 @@ GOAL = np.array([0.45, 0.15, 0.45])  # 22 cm from the start pose's end effector;
 STEPS = 60
 REACH_S = 10.0
 EPOCHS = 60
+LEARNER_EPOCHS = 400
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,9 @@ def reach(client_node, tmp_path_factory):
     specs = [s for s in node_specs_from_config(config_path("mbrl_sim"), {
         "mpc_controller": {"mode": "ilqr", "model_source": "learned", "goal_xyz_m": [float(v) for v in start_ee]},
         "dynamics_learner": {"checkpoint": str(checkpoint), "bag_paths": [str(folder / "exploration")],
-                             "semi_parametric": True, "trial_steps": STEPS, "model_dir": str(folder / "models")},
+                             "semi_parametric": True, "trial_steps": STEPS, "model_dir": str(folder / "models"),
+                             # Long enough (>= 15 s on an idle core) to still train when the goal is sent.
+                             "ensemble_epochs_per_update": LEARNER_EPOCHS},
     }) if s.executable in ("sim_node", "dynamics_learner", "mpc_controller")]
     controller: dict[str, str] = {}
     learner: dict[str, str] = {}
@@ -83,7 +86,7 @@ def reach(client_node, tmp_path_factory):
             times.append(now - start)
             distances.append(float(np.linalg.norm(kinematics.ee_position(q[None])[0] - GOAL)))
             time.sleep(0.05)
-        trained = wait_for(lambda: int(learner.get("ensemble_trainings", "0")) >= 1, 120.0)
+        trained = wait_for(lambda: int(learner.get("ensemble_trainings", "0")) >= 1, 240.0)
         yield {"times": np.array(times), "distances": np.array(distances), "at_goal_send": at_goal_send,
                "controller": dict(controller), "learner": dict(learner), "trained": trained, "exited": group.exited()}
 

@@ -68,6 +68,52 @@ def test_a_foreign_sqlite3_bag_fits(foreign_bag, tmp_path, torque_source):
         assert (np.abs(image[..., :3] - to_rgb(colour)).max(axis=-1) < 0.05).sum() > 500, f"no {colour} line"
 
 
+@pytest.fixture(scope="module")
+def short_runs(tmp_path_factory):
+    """A bag recorded elsewhere: six runs of 3 s with 2 s pauses, no trial markers (shorter than the
+    default window of 100 x 0.05 s); and a second bag with one 0.3 s stretch of joint states."""
+    folder = tmp_path_factory.mktemp("short_runs")
+    record_exploration(folder / "runs", RecordingSettings(
+        trials=6, steps=60, trials_per_iteration=6, pause_s=2.0, noise_scale_rad_s2=2.0, trial_markers=False))
+    record_exploration(folder / "stretch", RecordingSettings(
+        trials=1, steps=6, trials_per_iteration=1, trial_markers=False, start_s=200.0, seed=1))
+    return folder
+
+
+def test_runs_shorter_than_the_default_window_are_cut_into_the_longest_window_that_fits_every_run(short_runs, tmp_path, capsys):
+    code, report = fit(tmp_path, "--bag", str(short_runs / "runs"))
+    out = capsys.readouterr().out
+    assert code == 0
+    segmentation = report["segmentation"]
+    assert (segmentation["steps"], segmentation["episodes"]) == (60, 6)
+    window = segmentation["window"]
+    assert window["chosen"] and window["requested_steps"] is None and window["default_steps"] == 100
+    assert (window["runs"], window["run_steps_min"], window["run_steps_max"]) == (6, 60, 60)
+    assert "the joint states' 6 run(s) between pauses hold 60 steps of 0.05 s each (3.00 s)" in window["reason"]
+    assert "Using windows of 60 steps (3.00 s), the longest that fits every run: 6 episodes" in window["reason"]
+    assert window["reason"] in out, "said in the output, not only in report.json"
+    tvlg, _ = serialization.load_tvlg(str(tmp_path / "out" / "tvlg_latest.safetensors"))
+    assert tvlg.horizon_steps == 60
+
+
+def test_a_short_stretch_of_joint_states_does_not_shrink_the_chosen_window(short_runs, tmp_path, capsys):
+    code, report = fit(tmp_path, "--bag", str(short_runs / "runs"), str(short_runs / "stretch"))
+    assert code == 0
+    window = report["segmentation"]["window"]
+    assert (window["runs"], window["run_steps_min"], window["steps"]) == (7, 6, 60)
+    assert report["segmentation"]["episodes"] == 6
+    assert "from 6 of the 7 runs" in capsys.readouterr().out
+
+
+def test_a_given_window_too_long_for_the_runs_is_refused_with_the_lengths_that_fit(short_runs, tmp_path, capsys):
+    code, report = fit(tmp_path, "--bag", str(short_runs / "runs"), "--steps", "100")
+    assert code == 1 and report is None
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bars
+    assert err.startswith("mbrl-ros fit: windows of 100 x 0.05 s give 0 episode(s), a fit needs 3: ")
+    assert "6 run(s) between pauses hold 60 steps of 0.05 s each (3.00 s); windows of 2 to 60 steps give enough" in err
+    assert "try --steps 60, or leave --steps out to have the length chosen" in err
+
+
 JOINT_STATE, COMMAND, STRING = "sensor_msgs/msg/JointState", "std_msgs/msg/Float64MultiArray", "std_msgs/msg/String"
 
 
