@@ -41,6 +41,12 @@ Q0 = mpc_models.Q0
 DT_S = mpc_models.DT_S
 DEMO_GOAL = np.array([0.376, 0.257, 0.542])
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: Each planner's alternatives, run beside the node's default in the same run (plan-time ratios
+#: against it in the table): what the default replaced.
+ALTERNATIVES = {
+    "ilqr": {"Jacobians every iteration": {"ilqr_reuse_jacobians": False}},
+    "mppi": {"samples on the model, noise 1.0": {"mppi_rollout": "model", "mppi_noise_scale": 1.0}},
+}
 
 
 def load() -> float:
@@ -133,6 +139,9 @@ def main(argv=None) -> int:
                         help="comma-separated plan latencies (s) to run every planner with (0: none, the best case)")
     parser.add_argument("--no-peer", action="store_true", help="skip pytorch-mppi")
     parser.add_argument("--peer-only", action="store_true", help="only the pytorch-mppi comparison")
+    parser.add_argument("--checkpoint", help="benchmark this learned model (e.g. a demo's models/ensemble_latest.safetensors) "
+                        "and the URDF model, instead of training the variants")
+    parser.add_argument("--no-alternatives", action="store_true", help="only the node's default settings per planner")
     parser.add_argument("--out", default=os.path.join(RESULTS, "mpc.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -148,14 +157,22 @@ def main(argv=None) -> int:
                "settings": {k: v for k, v in asdict(settings).items() if k.startswith(("mppi", "ilqr", "horizon", "ee_", "effort",
                                                                                           "velocity", "disturbance", "device"))},
                "goals_m": goals.tolist(), "steps": steps, "load_start": load()}
-    train, held = mpc_models.collect_data(data)
-    names = list(mpc_models.VARIANTS) if args.models is None else [m for m in args.models.split(",") if m != "physics"]
-    models, training = {}, {}
-    for name in names:
-        models[name], training[name] = mpc_models.train_model(name, train, data, 20 if quick else 200, physics)
-    results["training"] = {"n_train_transitions": int(train.n_trials * train.horizon_steps),
-                           "n_held_out_episodes": int(held.n_trials), **training}
-    results["k_step"] = mpc_models.k_step_table({**models, "physics (URDF)": physics, "hold x": None}, held)
+    if args.checkpoint:
+        from mbrl_ros.dynamics import serialization
+
+        name = f"learned ({os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(args.checkpoint))))})"
+        models = {name: serialization.load_ensemble(args.checkpoint, base_model=physics)[0]}
+        results["checkpoint"] = os.path.abspath(args.checkpoint)
+        results["k_step"] = {}
+    else:
+        train, held = mpc_models.collect_data(data)
+        names = list(mpc_models.VARIANTS) if args.models is None else [m for m in args.models.split(",") if m != "physics"]
+        models, training = {}, {}
+        for name in names:
+            models[name], training[name] = mpc_models.train_model(name, train, data, 20 if quick else 200, physics)
+        results["training"] = {"n_train_transitions": int(train.n_trials * train.horizon_steps),
+                               "n_held_out_episodes": int(held.n_trials), **training}
+        results["k_step"] = mpc_models.k_step_table({**models, "physics (URDF)": physics, "hold x": None}, held)
     plan_models = ({} if args.models and "physics" not in args.models.split(",") else {"physics": physics}) | models
     order = ["4x200", "physics", "3x128", "semi 4x200"]  # the default and its closest alternatives first
     plan_models = {k: plan_models[k] for k in sorted(plan_models, key=lambda k: order.index(k) if k in order else 9)}
@@ -164,17 +181,23 @@ def main(argv=None) -> int:
         latencies = [float(v) for v in args.latency.split(",")]
         for mname, model in ({} if args.peer_only else plan_models).items():
             for mode in ("ilqr", "mppi"):
-                for latency in latencies:
-                    s = settings.replace(mode=mode, model_source="physics" if mname == "physics" else "learned")
+                variants = {"": {}} | ({} if args.no_alternatives else {f", {k}": v for k, v in ALTERNATIVES[mode].items()})
+                for latency, (label, changes) in [(lat, v) for lat in latencies for v in variants.items()]:
+                    s = settings.replace(mode=mode, model_source="physics" if mname == "physics" else "learned", **changes)
                     runs, times = run_ours(sim, s, model, physics, goals, steps, latency)
-                    name = f"{mode} / {mname}" + (f", plans {latency:g} s late" if latency > 0 else "")
-                    rows[name] = {"plan": stats_ms(times), "goals": runs, "load": load(), "latency_s": latency}
+                    name = f"{mode} / {mname}{label}" + (f", plans {latency:g} s late" if latency > 0 else "")
+                    rows[name] = {"plan": stats_ms(times), "goals": runs, "load": load(), "latency_s": latency,
+                                  "settings_changed": changes}
+                    if label:
+                        default = rows[f"{mode} / {mname}" + (f", plans {latency:g} s late" if latency > 0 else "")]
+                        rows[name]["plan_time_ratio_over_default"] = rows[name]["plan"]["median_ms"] / default["plan"]["median_ms"]
                     results["closed_loop"] = rows
                     write(results, args.out)  # a long run keeps what it has measured
                     print(f"{name:<40} plan {rows[name]['plan']['median_ms']:7.1f} ms  final cm "
                           + " ".join(f"{r['final_cm']:6.2f}" for r in runs) + f"  (load {load():.1f})", flush=True)
         if not args.no_peer:
-            results["pytorch_mppi"] = peer_comparison(sim, models.get("4x200"), physics, settings, goals[:2], steps, quick)
+            peer_model = models.get("4x200") or (next(iter(models.values())) if args.checkpoint else None)
+            results["pytorch_mppi"] = peer_comparison(sim, peer_model, physics, settings, goals[:2], steps, quick)
     table = write(results, args.out)
     print(table)
     print(f"wrote {args.out}")
@@ -234,20 +257,24 @@ def markdown(r: dict) -> str:
              f"planners from ControllerSettings(); load {r['load_start']:.1f} at start, {r['load_end']:.1f} at end; "
              f"CUDA: {'yes' if r['machine']['cuda'] else 'no (not measured)'}.", "",
              "Goals: " + ", ".join("[" + ", ".join(f"{v:.3f}" for v in g) + "]" for g in r["goals_m"]), "",
-             "| planner / model | plan ms median | p95 | final distance per goal (cm) | time to < 2 cm (s) | load |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| planner / model | plan ms median | p95 | plan time / default's | final distance per goal (cm) | time to < 2 cm (s) | load |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in r.get("closed_loop", {}).items():
         finals = " / ".join(f"{g['final_cm']:.2f}" for g in row["goals"])
         times = " / ".join("–" if g["time_to_2cm_s"] is None else f"{g['time_to_2cm_s']:.2f}" for g in row["goals"])
-        lines.append(f"| {name} | {row['plan']['median_ms']:.1f} | {row['plan']['p95_ms']:.1f} | {finals} | {times} | {row['load']:.1f} |")
-    lines += ["", "Held-out k-step errors (RMS over joints; positions mrad, velocities mrad/s):", "",
-              "| model | 1-step q | 5-step q | 20-step q | 1-step qd | 5-step qd | 20-step qd |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        ratio = row.get("plan_time_ratio_over_default")
+        lines.append(f"| {name} | {row['plan']['median_ms']:.1f} | {row['plan']['p95_ms']:.1f} | "
+                     f"{'1' if ratio is None else f'{ratio:.2f}'} | {finals} | {times} | {row['load']:.1f} |")
+    if r["k_step"]:
+        lines += ["", "Held-out k-step errors (RMS over joints; positions mrad, velocities mrad/s):", "",
+                  "| model | 1-step q | 5-step q | 20-step q | 1-step qd | 5-step qd | 20-step qd |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in r["k_step"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[k]['position_mrad']:.2f}" for k in ("1", "5", "20")) + " | "
                      + " | ".join(f"{row[k]['velocity_mrad_s']:.1f}" for k in ("1", "5", "20")) + " |")
     peer = r.get("pytorch_mppi")
     if peer and "error" not in peer:
-        lines += ["", "MPPI on the learned 4x200 ensemble, ours vs pytorch-mppi (same model, cost, noise, box):", "",
+        lines += ["", "MPPI on the learned ensemble, ours vs pytorch-mppi (same model, cost, noise, box):", "",
                   "| implementation | K | plan ms median | p95 | mean executed cost | final cm per goal |", "| --- | --- | --- | --- | --- | --- |"]
         for impl in ("ours", "pytorch_mppi"):
             for K, row in peer[impl].items():

@@ -26,7 +26,7 @@ from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config
 from mbrl_ros.ros import qos
 from mbrl_ros.ros.conversions import JointStateDecoder
 from mbrl_ros.ros.diagnostics import status_values
-from mbrl_ros.ros.spin import spinning_node, wait_for
+from mbrl_ros.ros.spin import call_trigger, spinning_node, wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
 from mbrl_ros.run_folder import BAGS, LOGS, MODELS, default_runs_dir, run_name
 
@@ -68,7 +68,7 @@ def _row_text(row: dict) -> str:
     )
 
 
-REACH_COLUMNS = ("planner", "goal_m", "dist_5s_cm", "to_2cm_s", "plan_p50_ms", "plan_p95_ms", "stale")
+REACH_COLUMNS = ("planner", "goal_m", "dist_5s_cm", "to_2cm_s", "plan_p50_ms", "plan_p95_ms", "latency_p95_ms", "stale")
 #: The arm is back at the start configuration when every joint is this close (rad; the sim's reset
 #: noise is 0.005 rad).
 _AT_START_RAD = 0.03
@@ -78,34 +78,33 @@ def _reach_row_text(row: dict) -> str:
     to_2cm = f"{row['time_to_2cm_s']:.2f}" if row["time_to_2cm_s"] is not None else "never"
     goal = "[" + ", ".join(f"{v:.3f}" for v in row["goal_m"]) + "]"
     return (f"{row['planner']:>7} {goal:>24} {row['distance_at_end_m'] * 100:>10.2f} {to_2cm:>8} "
-            f"{row['plan_time_p50_ms']:>11.1f} {row['plan_time_p95_ms']:>11.1f} {row['stale_plans']:>5}")
+            f"{row['plan_time_p50_ms']:>11.1f} {row['plan_time_p95_ms']:>11.1f} {row['plan_latency_p95_ms']:>14.1f} "
+            f"{row['stale_plans']:>5}")
 
 
-def _reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinematics, diagnostics: dict, q0: np.ndarray,
+def reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinematics, diagnostics: dict, q0: np.ndarray,
                  goals: np.ndarray, settings: DemoSettings) -> list[dict]:
     """Each planner, from the start configuration, to each goal: the controller is reset (its
     ``~/reset`` service), given the goal and the mode, and the end-effector distance is measured
     from the moment the arm is back at the start for ``reach_s``."""
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
-    from std_srvs.srv import Trigger
 
     params = AsyncParameterClient(node, "mpc_controller")
-    reset = node.create_client(Trigger, "/mpc_controller/reset")
-    if not (params.wait_for_services(timeout_sec=10.0) and reset.wait_for_service(timeout_sec=10.0)):
-        raise RuntimeError("the controller's parameter and reset services do not answer")
+    if not params.wait_for_services(timeout_sec=10.0):
+        raise RuntimeError("the controller's parameter services do not answer")
     nq = kinematics.nq
     rows = []
     print()
     print(f"reaching {len(goals)} goals no trial trained on, from the start configuration, for {settings.reach_s:g} s each")
-    print(" ".join(f"{c:>{w}}" for c, w in zip(REACH_COLUMNS, (7, 24, 10, 8, 11, 11, 5))), flush=True)
+    print(" ".join(f"{c:>{w}}" for c, w in zip(REACH_COLUMNS, (7, 24, 10, 8, 11, 11, 14, 5))), flush=True)
     for planner in settings.reach_planners:
         for goal in goals:
             future = params.set_parameters([Parameter("mode", value=planner),
                                             Parameter("goal_xyz_m", value=[float(v) for v in goal])])
             if not wait_for(future.done, 10.0) or not all(r.successful for r in future.result().results):
                 raise RuntimeError(f"the controller refused mode {planner} / goal {goal.tolist()}")
-            if not wait_for(reset.call_async(Trigger.Request()).done, 10.0):
+            if call_trigger(node, "/mpc_controller/reset") is None:
                 raise RuntimeError("the controller's reset did not answer")
 
             def at_start() -> bool:
@@ -116,6 +115,7 @@ def _reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemat
                 raise RuntimeError("the arm did not return to the start configuration")
             stale_before = int(diagnostics.get("stale_plans", "0"))
             started, times, distances, p50, p95, positions = time.monotonic(), [], [], [], [], []
+            latency_p95 = []
             next_diagnostics = started + 1.0
             while (now := time.monotonic()) - started < settings.reach_s:
                 q = decoder.decode(joints.latest)[:nq]
@@ -127,12 +127,14 @@ def _reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemat
                     if float(diagnostics.get("plan_time_p50_ms", "0")) > 0:
                         p50.append(float(diagnostics["plan_time_p50_ms"]))
                         p95.append(float(diagnostics["plan_time_p95_ms"]))
+                        latency_p95.append(float(diagnostics.get("plan_latency_p95_ms", "nan")))
                 time.sleep(0.05)
             below = [t for t, d in zip(times, distances) if d < 0.02]
             rows.append({"planner": planner, "goal_m": goal.tolist(), "distance_at_end_m": distances[-1],
                          "time_to_2cm_s": below[0] if below else None,
                          "plan_time_p50_ms": float(np.median(p50)) if p50 else float("nan"),
                          "plan_time_p95_ms": float(np.max(p95)) if p95 else float("nan"),
+                         "plan_latency_p95_ms": float(np.max(latency_p95)) if latency_p95 else float("nan"),
                          "stale_plans": int(diagnostics.get("stale_plans", "0")) - stale_before,
                          "times_s": times, "distances_m": distances, "positions_rad": positions})
             print(_reach_row_text(rows[-1]), flush=True)
@@ -273,7 +275,7 @@ def run_demo(settings: DemoSettings) -> dict:
             if model_source == "learned" and not wait_for(
                     lambda: int(diagnostics.get("ensemble_iteration", "-1")) >= last, max(1.0, deadline - time.monotonic())):
                 raise RuntimeError(f"no ensemble trained on iteration {last} arrived: see {run_dir}/logs")
-            reaches = _reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals, settings)
+            reaches = reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals, settings)
     wall = time.monotonic() - started
     summary = {
         "settings": asdict(settings),

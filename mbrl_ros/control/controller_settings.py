@@ -23,6 +23,7 @@ from mbrl_ros.settings import ParameterInfo, check_parameters
 from mbrl_ros.sim.robots import ROBOTS, robot_spec
 
 DEVICES = ("cpu", "cuda")
+MPPI_ROLLOUTS = ("model", "linearized")
 #: The fields :meth:`ControllerSettings.cost` reads: a change to one of them rebuilds the cost.
 COST_FIELDS = frozenset({"goal_xyz_m", "ee_weight", "ee_weight_terminal", "effort_weight", "velocity_weight",
                          "velocity_weight_terminal"})
@@ -39,6 +40,8 @@ class PlannerSettings:
         cost, ilqr, mppi: the sub-settings. ``mppi.noise_sigma_nm`` is per sqrt(kg·m²) of joint
             inertia: the planner's per-joint noise is it times ``sqrt(M_ii(q_ref))``.
         mppi_feedback_omega_rad_s: natural frequency of MPPI's mass-matrix PD feedback (0: none).
+        mppi_rollout: what MPPI's samples are rolled out on: ``model`` (the planning model itself)
+            or ``linearized`` (its time-varying linearisation along the plan's nominal).
         disturbance_gain: offset-free planning with the model's recent error (0: off).
     """
 
@@ -49,6 +52,7 @@ class PlannerSettings:
     ilqr: ILQRSettings
     mppi: MPPISettings
     mppi_feedback_omega_rad_s: float
+    mppi_rollout: str
     disturbance_gain: float
 
 
@@ -65,12 +69,14 @@ class ControllerSettings:
     dt_s: float = 0.05
     horizon_steps: int = 30
     ilqr_max_iterations: int = 2
+    ilqr_reuse_jacobians: bool = True
     mppi_samples: int = 512
-    mppi_iterations: int = 1
+    mppi_iterations: int = 3
     mppi_temperature: float = 0.1
-    mppi_noise_scale: float = 1.0
+    mppi_noise_scale: float = 0.3
     mppi_noise_smoothing: float = 0.5
     mppi_feedback_omega_rad_s: float = 3.0
+    mppi_rollout: str = "linearized"
     device: str = "cpu"
     goal_xyz_m: tuple[float, ...] = (0.376, 0.257, 0.542)
     ee_weight: float = CostSettings.ee_weight
@@ -124,7 +130,8 @@ class ControllerSettings:
                             velocity_weight=self.velocity_weight, velocity_weight_terminal=self.velocity_weight_terminal)
 
     def ilqr(self) -> ILQRSettings:
-        return ILQRSettings(horizon_steps=self.horizon_steps, max_iterations=self.ilqr_max_iterations)
+        return ILQRSettings(horizon_steps=self.horizon_steps, max_iterations=self.ilqr_max_iterations,
+                            reuse_model_jacobians=self.ilqr_reuse_jacobians)
 
     def mppi(self) -> MPPISettings:
         """MPPI's settings; ``noise_sigma_nm`` per sqrt(kg·m²) of joint inertia (see :class:`PlannerSettings`)."""
@@ -139,7 +146,7 @@ class ControllerSettings:
                                model_source=self.model_source, device=self.device,
                                cost=replace(self.cost(), velocity_weight=self.mpc_velocity_weight),
                                ilqr=self.ilqr(), mppi=self.mppi(), mppi_feedback_omega_rad_s=self.mppi_feedback_omega_rad_s,
-                               disturbance_gain=self.disturbance_gain)
+                               mppi_rollout=self.mppi_rollout, disturbance_gain=self.disturbance_gain)
 
     def lqr_flm(self) -> LQRFLMSettings:
         return LQRFLMSettings(kl_step_nats_per_step=self.kl_step)
@@ -162,6 +169,9 @@ PARAMETERS: dict[str, ParameterInfo] = {
     "dt_s": ParameterInfo("Model and policy step (s).", 0.005, 0.5, read_only=True),
     "horizon_steps": ParameterInfo("ilqr/mppi horizon (steps of dt_s).", 2, 500),
     "ilqr_max_iterations": ParameterInfo("iLQR iterations per plan (warm-started from the previous plan).", 1, 100),
+    "ilqr_reuse_jacobians": ParameterInfo(
+        "iLQR linearises the model once per plan: the later iterations re-expand the cost but keep the first "
+        "iteration's model Jacobians (on a network, the linearisation is most of a plan's time)."),
     "mppi_samples": ParameterInfo("MPPI samples K per iteration.", 8, 16384),
     "mppi_iterations": ParameterInfo("MPPI sampling iterations per plan.", 1, 100),
     "mppi_temperature": ParameterInfo(
@@ -172,6 +182,10 @@ PARAMETERS: dict[str, ParameterInfo] = {
     "mppi_feedback_omega_rad_s": ParameterInfo(
         "MPPI samples and the returned policy apply a mass-matrix PD around the plan with this natural frequency "
         "(rad/s, damping ratio 0.9; 0: open loop).", 0.0, 50.0),
+    "mppi_rollout": ParameterInfo(
+        "What MPPI's samples are rolled out on: model (the planning model, every sample through the network) or "
+        "linearized (the model's time-varying linearisation along the plan's nominal, which is rolled out on the "
+        "model itself).", choices=MPPI_ROLLOUTS),
     "device": ParameterInfo("Torch device of the ilqr/mppi planner and the learned model.", choices=DEVICES),
     "goal_xyz_m": ParameterInfo("End-effector target in the base frame (m); /mbrl/goal overrides it."),
     "ee_weight": ParameterInfo("Running end-effector distance weight (1/m²).", 0.0, 1e9),

@@ -50,6 +50,10 @@ class ILQRSettings:
         line_search_decay: ``α`` multiplier per backtracking step (0 < · < 1).
         min_reduction_ratio: accept a step when actual/predicted reduction exceeds this.
         warm_start: reuse the shifted previous solution as the initial guess.
+        reuse_model_jacobians: linearise the model on the first iteration only; later iterations
+            re-expand the cost at the new nominal but keep those Jacobians (a chord step: one
+            model linearisation per solve, the line search on the exact model keeps every
+            accepted step a descent).
     """
 
     horizon_steps: int = 30
@@ -64,6 +68,7 @@ class ILQRSettings:
     line_search_decay: float = 0.5
     min_reduction_ratio: float = 0.0
     warm_start: bool = True
+    reuse_model_jacobians: bool = False
 
     def __post_init__(self) -> None:
         if int(self.horizon_steps) != self.horizon_steps or self.horizon_steps < 1:
@@ -345,7 +350,8 @@ class ILQR:
             iterations = it + 1
             if it == 0 or accepted:  # the nominal changed: re-expand (a rejected step keeps it)
                 tl = time.perf_counter()
-                A, B = self.model.linearize(X[:-1], U)
+                if it == 0 or not s.reuse_model_jacobians:
+                    A, B = self.model.linearize(X[:-1], U)
                 expansion = self.cost.quadratize(X, U)
                 t_lin += time.perf_counter() - tl
                 if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):

@@ -9,7 +9,8 @@ takes ``now_s``, the node's clock, so the run is tested with a fake clock.
 Phases (:class:`Phase`) and the torque in each:
 
 * ``RETURNING`` — back to the start configuration: the reset service (zero torque until it has
-  answered), or without one a PD drive until every joint is within ``start_tolerance_rad`` of the
+  answered; a call unanswered for ``RESET_TIMEOUT_S`` is made again, counted in ``reset_retries``,
+  as a DDS service response can be lost), or without one a PD drive until every joint is within ``start_tolerance_rad`` of the
   start and slower than that per second.
 * ``SETTLING`` — ``settle_s`` at the start (a PD hold there, or zero torque after a reset service,
   which leaves the arm at rest).
@@ -56,6 +57,11 @@ PLANNING_MODES = ("ilqr", "mppi")
 #: plan's nominal state then: it was planned from a predicted start, and a start the arm is far
 #: from makes its feedback gains (hundreds of N·m/rad) saturate the torques.
 TAKEOVER_TOLERANCE = 0.3
+
+#: A reset service call unanswered this long (s) is made again: a service response can be lost in
+#: DDS (a client whose response reader the server has not discovered yet), and the arm would wait
+#: at zero torque for ever. The simulator's reset answers within milliseconds.
+RESET_TIMEOUT_S = 5.0
 
 #: A plan the arm has left by more than this (rad, rad/s, any joint) is abandoned for a PD hold
 #: where the arm is, as a trajectory controller aborts past its path tolerance: its feedback,
@@ -170,6 +176,7 @@ class LearningRun:
         self._last_trial_end_s = 0.0
         self._settle_until_s = 0.0
         self._reset_pending = False
+        self._reset_asked_s = 0.0
         self._recorder_heard = True
         self._episodes: dict[int, list[Episodes]] = {}
         self._local_models: dict[int, tuple[object, int]] = {}
@@ -186,7 +193,7 @@ class LearningRun:
         self._last_error_rad = float("inf")
         self.counts = {k: 0 for k in (
             "trials", "lost_trials", "aborted_trials", "updates", "failed_updates", "plans", "stale_plans",
-            "obsolete_plans", "mismatched_plans", "abandoned_plans", "expired_plans", "stale_state_stops", "clipped_ticks")}
+            "obsolete_plans", "mismatched_plans", "abandoned_plans", "expired_plans", "stale_state_stops", "clipped_ticks", "reset_retries")}
 
     # ---- helpers (under the lock) ---------------------------------------------------------------------
     def _pd_hold(self, q: np.ndarray) -> LinearGaussianPolicy:
@@ -280,8 +287,11 @@ class LearningRun:
         phase = self.phase
         if phase is Phase.RETURNING:
             if self._has_reset_service:
+                if self._reset_pending and now_s - self._reset_asked_s > RESET_TIMEOUT_S:
+                    self._reset_pending = False
+                    self.counts["reset_retries"] += 1
                 if not self._reset_pending:
-                    self._reset_pending = self._io.request_reset()
+                    self._reset_pending, self._reset_asked_s = self._io.request_reset(), now_s
                 return self._zero, False
             self._last_error_rad = float(max(np.max(np.abs(q - self._q0)), np.max(np.abs(qd))))
             if self._last_error_rad < s.start_tolerance_rad:

@@ -49,21 +49,27 @@ class LinearizedRolloutModel:
         self._t = 0
         self.prepared = False
 
-    def prepare_plan(self, x0: np.ndarray, U_nominal: np.ndarray, dtype: torch.dtype | None = None) -> None:
-        """Roll the exact model out along ``U_nominal`` ``(T, nu)`` from ``x0`` and linearise it; the
-        rollout constants are stored in ``dtype`` (the planner's; default the constructor's)."""
+    def prepare_plan(self, x0: np.ndarray, U_nominal: np.ndarray, dtype: torch.dtype | None = None,
+                     X_nominal: np.ndarray | None = None) -> None:
+        """Roll the exact model out along ``U_nominal`` ``(T, nu)`` from ``x0`` (or take that rollout,
+        ``X_nominal`` ``(T+1, nx)``, when the caller has it) and linearise it there; the rollout
+        constants are stored in ``dtype`` (the planner's; default the constructor's)."""
         U = np.asarray(U_nominal, dtype=float)
         if U.shape != (self.horizon_steps, self.nu):
             raise ValueError(f"U_nominal must be {(self.horizon_steps, self.nu)}, got {U.shape}")
         X = self.X_nominal
-        X[0] = x0
         fused = getattr(self.base, "step_and_linearize", None)
-        if fused is not None:  # one pass per step (the physics model has it)
+        if X_nominal is not None:
+            X[:] = X_nominal
+            A, B = self.base.linearize(X[:-1], U)
+        elif fused is not None:  # one pass per step (the physics model has it)
+            X[0] = x0
             A = np.empty((self.horizon_steps, self.nx, self.nx))
             B = np.empty((self.horizon_steps, self.nx, self.nu))
             for t in range(self.horizon_steps):
                 X[t + 1], A[t], B[t] = fused(X[t], U[t])
         else:
+            X[0] = x0
             for t in range(self.horizon_steps):
                 X[t + 1] = self.base.step(X[t], U[t])
             A, B = self.base.linearize(X[:-1], U)
@@ -101,3 +107,9 @@ class LinearizedRolloutModel:
     def linearize(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact Jacobians from the base model."""
         return self.base.linearize(x, u)
+
+    def observe(self, transitions) -> None:
+        """Executed steps for the base model's disturbance estimate (a no-op when it keeps none)."""
+        observe = getattr(self.base, "observe", None)
+        if observe is not None:
+            observe(transitions)

@@ -16,6 +16,7 @@ from .costs import ReachCost
 from .disturbance import DisturbanceModel
 from .ilqr import ILQR
 from .lg_policy import pd_gain
+from .linearized import LinearizedRolloutModel
 from .mppi import MPPI
 
 #: Damping ratio of MPPI's feedback (the initial controller's: stable at a 20 Hz zero-order hold).
@@ -29,7 +30,8 @@ def build_planner(settings: PlannerSettings, model, physics, q_ref) -> ILQR | MP
         settings: :meth:`ControllerSettings.planner() <mbrl_ros.control.controller_settings.ControllerSettings.planner>`.
         model: the planning model (learned ensemble or physics); moved to ``settings.device`` when
             it has a ``to`` method, and wrapped in a :class:`DisturbanceModel` when
-            ``disturbance_gain > 0`` (then ``planner.model.observe(steps)`` before each plan).
+            ``disturbance_gain > 0`` (then ``planner.model.observe(steps)`` before each plan), and
+            for MPPI with ``mppi_rollout: linearized`` in a :class:`LinearizedRolloutModel` around that.
         physics: the robot's :class:`~mbrl_ros.dynamics.physics.PhysicsModel` (torque limits,
             kinematics and joint inertia of the cost, the noise and the feedback).
         q_ref: configuration where the joint inertia ``M(q_ref)`` is taken.
@@ -52,5 +54,7 @@ def build_planner(settings: PlannerSettings, model, physics, q_ref) -> ILQR | MP
     sigma = tuple(float(v) for v in np.asarray(settings.mppi.noise_sigma_nm, dtype=float) * np.sqrt(np.diag(M)))
     omega = settings.mppi_feedback_omega_rad_s
     gain = pd_gain(M, omega, FEEDBACK_ZETA) if omega > 0.0 else None
+    if settings.mppi_rollout == "linearized":
+        model = LinearizedRolloutModel(model, settings.mppi.horizon_steps)
     return MPPI(model, cost, replace(settings.mppi, noise_sigma_nm=sigma), -limit, limit, device=settings.device,
                 feedback_gain=gain)

@@ -24,7 +24,7 @@ of an iteration is non-finite, or the nominal plan is, ``optimize`` raises
 Warm start: the previous plan shifted by the elapsed number of steps (new knots with zero
 feed-forward torque, the last nominal state held as their reference) and rolled out from the new
 ``x0`` with its feedback, i.e. what the arm does if it keeps the plan. A model with a
-``prepare_plan(x0, U_nominal, dtype)`` method (e.g.
+``prepare_plan(x0, U_nominal, dtype, X_nominal)`` method (e.g.
 :class:`~mbrl_ros.control.linearized.LinearizedRolloutModel`) is given that nominal and the
 planner's torch dtype before the samples are drawn. ``planner.last_result`` is a
 :class:`SamplingResult`.
@@ -262,7 +262,7 @@ class SamplingPlanner:
             cost = self._set_mean(x0, self.mean)
         prepare = getattr(self.model, "prepare_plan", None)
         if prepare is not None:
-            prepare(x0, self.mean.detach().cpu().double().numpy(), dtype=self.dtype)
+            prepare(x0, self.mean.detach().cpu().double().numpy(), dtype=self.dtype, X_nominal=self._nominal)
         return x0t, cost
 
     def _finish(self, history, best, iterations, start, timing, t0_s) -> LinearFeedbackPolicy:

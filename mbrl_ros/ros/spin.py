@@ -82,6 +82,27 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 
     return bool(predicate())
 
 
+def call_trigger(node: Node, service: str, timeout_s: float = 10.0, attempt_s: float = 3.0):
+    """Call the std_srvs/Trigger ``service`` from ``node`` (spun elsewhere) and return its response,
+    or ``None`` when none came within ``timeout_s``. A call unanswered for ``attempt_s`` is made
+    again: DDS can lose a response to a client the server has not discovered yet."""
+    from std_srvs.srv import Trigger
+
+    client = node.create_client(Trigger, service)
+    deadline = time.monotonic() + timeout_s
+    try:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            return None
+        while (left := deadline - time.monotonic()) > 0:
+            future = client.call_async(Trigger.Request())
+            if wait_for(future.done, min(attempt_s, left)):
+                return future.result()
+            client.remove_pending_request(future)
+        return None
+    finally:
+        node.destroy_client(client)
+
+
 def run_node(factory: Callable[[], Node], args=None, events_executor: bool = True,
              stop: threading.Event | None = None) -> None:
     """``main()`` of every node: init, spin (single-threaded) until SIGINT or SIGTERM, then the

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from mbrl_ros.control.disturbance import DisturbanceModel, StepWindows
+from mbrl_ros.control.disturbance import StepWindows
 from mbrl_ros.control.latency import predict_start
 from mbrl_ros.control.policy import PlanningFailed
 
@@ -112,7 +112,7 @@ def planner_callback(planner, goal) -> Callable:
     planner.cost.set_ee_target(goal)
 
     def plan(x, t_s, executed, in_force=None, lead_s=0.0):
-        if isinstance(planner.model, DisturbanceModel):
+        if hasattr(planner.model, "observe"):  # a disturbance estimate, perhaps inside a linearisation
             planner.model.observe(executed)
         x0, t0_s = predict_start(planner.model, [] if in_force is None else [in_force], x, t_s, lead_s)
         return planner.optimize(x0, t0_s)

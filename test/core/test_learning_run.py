@@ -165,6 +165,21 @@ def test_an_iteration_runs_its_trials_from_reset_updates_and_starts_the_next():
     assert h.io.markers[-1].iteration == 1
 
 
+def test_a_reset_call_that_is_never_answered_is_made_again_and_a_late_answer_counts_once():
+    from mbrl_ros.control.learning_run import RESET_TIMEOUT_S
+
+    h = Harness()
+    h.tick()
+    assert h.io.resets == 1
+    h.until(lambda: h.io.resets == 2, max_s=RESET_TIMEOUT_S + 1.0)
+    assert RESET_TIMEOUT_S <= h.now <= RESET_TIMEOUT_S + 0.1 and h.run.diagnostics()["reset_retries"] == 1
+    assert h.run.phase is Phase.RETURNING and all(np.all(u == 0.0) for u, _ in h.torques), "zero torque meanwhile"
+    h.reset_done()  # the second call's answer
+    assert h.run.phase is Phase.SETTLING
+    h.run.on_reset_done(True, h.now)  # the first call's, late: nothing more happens
+    assert h.run.phase is Phase.SETTLING and h.io.resets == 2
+
+
 def test_without_a_reset_service_a_pd_drives_the_arm_back_before_it_settles():
     h = Harness(reset_service=False)
     h.x[:NQ] += np.array([0.3, -0.2, 0.2, 0.1, -0.3, 0.2, 0.4])

@@ -7,14 +7,13 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import UInt8MultiArray
-from std_srvs.srv import Trigger
 
 from mbrl_ros.data.alignment import TrialMarker
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.ros import payloads, qos
 from mbrl_ros.ros.conversions import command_msg
 from mbrl_ros.ros.diagnostics import status_values
-from mbrl_ros.ros.spin import wait_for
+from mbrl_ros.ros.spin import call_trigger, wait_for
 
 JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
 DT_S = 0.05
@@ -54,13 +53,8 @@ def wait_until_recording(client_node, timeout_s: float = 30.0) -> bool:
 
 
 def reset_arm(client_node) -> None:
-    client = client_node.create_client(Trigger, "/sim_node/reset")
-    try:
-        assert client.wait_for_service(timeout_sec=10.0)
-        future = client.call_async(Trigger.Request())
-        assert wait_for(future.done, 10.0) and future.result().success
-    finally:
-        client_node.destroy_client(client)
+    response = call_trigger(client_node, "/sim_node/reset")
+    assert response is not None and response.success
 
 
 def run_trial(client_node, markers, commands, trial: int, torques: np.ndarray, iteration: int = 0,

@@ -9,13 +9,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
-from std_srvs.srv import Trigger
 
 from mbrl_ros.launcher import NodeSpec, config_path
 from mbrl_ros.ros import qos
 from mbrl_ros.ros.conversions import command_msg
 from mbrl_ros.ros.diagnostics import status_values
-from mbrl_ros.ros.spin import wait_for
+from mbrl_ros.ros.spin import call_trigger, wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
 
 from _realtime import real_time_permitted, thread_policies
@@ -60,14 +59,8 @@ def fresh_counters(diagnostics) -> dict:
 
 
 def reset(client_node) -> None:
-    client = client_node.create_client(Trigger, "/sim_node/reset")
-    try:
-        assert client.wait_for_service(timeout_sec=10.0)
-        future = client.call_async(Trigger.Request())
-        assert wait_for(future.done, 10.0)
-        assert future.result().success
-    finally:
-        client_node.destroy_client(client)
+    response = call_trigger(client_node, "/sim_node/reset")
+    assert response is not None and response.success
 
 
 def position(joints) -> np.ndarray:

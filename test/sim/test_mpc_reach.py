@@ -21,17 +21,20 @@ def physics():
     return PhysicsModel.from_robot("panda", dt_s=0.05)
 
 
-@pytest.mark.parametrize("mode", ["ilqr", "mppi"])
-def test_node_default_planner_reaches_seeded_goals_on_the_physics_model(physics, mode):
+@pytest.mark.parametrize("mode, variant", [
+    ("ilqr", {}), ("ilqr", {"ilqr_reuse_jacobians": True}), ("ilqr", {"ilqr_reuse_jacobians": False}),
+    ("mppi", {}), ("mppi", {"mppi_rollout": "model"}), ("mppi", {"mppi_rollout": "linearized"}),
+], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={w}" for k, w in v.items()) or "default")
+def test_node_default_planner_reaches_seeded_goals_on_the_physics_model(physics, mode, variant):
     torch.manual_seed(0)
-    settings = ControllerSettings(mode=mode, model_source="physics").planner()
+    settings = ControllerSettings(mode=mode, model_source="physics", **variant).planner()
     goals = reachable_goals(physics.kinematics, Q0, 3, 11, from_center_m=(0.10, 0.35), limit_margin_rad=0.1)
     with SimulatedArm(SimSettings(robot="panda")) as sim:
         for goal in goals:
             planner = build_planner(settings, physics, physics, Q0)
             run = receding_horizon_reach(sim, planner_callback(planner, goal), goal, steps=100, q0=Q0, until_settled_s=0.5)
             assert run.distances_m[0] > 0.05
-            assert run.distances_m[-1] < 0.02, (mode, goal, run.distances_m[::10])
+            assert run.distances_m[-1] < 0.02, (mode, variant, goal, run.distances_m[::10])
             assert run.nonfinite_torques == 0 and run.plan_failures == 0
 
 
@@ -60,7 +63,10 @@ def test_build_planner_honours_the_device(physics):
     model = EnsembleDynamics(14, 7, 0.05, EnsembleSettings(n_members=2, n_elites=1, hidden_units=8, hidden_layers=1))
     planner = build_planner(ControllerSettings(mode="mppi").planner(), model, physics, Q0)
     assert planner.device.type == "cpu" and model.device.type == "cpu"
-    assert planner.model.model is model and planner.model.gain == ControllerSettings().disturbance_gain
+    from mbrl_ros.control.linearized import LinearizedRolloutModel
+
+    assert isinstance(planner.model, LinearizedRolloutModel), "mppi_rollout: linearized (the default)"
+    assert planner.model.base.model is model and planner.model.base.gain == ControllerSettings().disturbance_gain
     w = ControllerSettings().mppi_feedback_omega_rad_s
     np.testing.assert_allclose(planner.gains[0], -physics.mass_matrix(Q0) @ np.hstack([w**2 * np.eye(7), 2 * 0.9 * w * np.eye(7)]))
     np.testing.assert_allclose(planner.sigma.numpy(), ControllerSettings().mppi_noise_scale * np.sqrt(np.diag(
