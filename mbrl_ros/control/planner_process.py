@@ -34,11 +34,6 @@ class PlanningError(RuntimeError):
     """The child could not plan; the message is the child's error."""
 
 
-#: The planning child's nice value (per thread on Linux; its threads inherit it): its plans go
-#: before background work at nice 0-3 (the learner trains at 3).
-PLANNER_NICE = -5
-
-
 def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> None:
     from mbrl_ros.control.latency import predict_start
     from mbrl_ros.control.planners import build_planner
@@ -47,13 +42,11 @@ def _serve(connection, robot: str, dt_s: float, q_ref: tuple[float, ...]) -> Non
 
     # The parent owns this process's lifetime; a Ctrl-C to the process group is the parent's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Above the learner's training and the recorder, where permitted: the torque loop is protected by
-    # real-time scheduling (mbrl_ros.realtime), a late plan is discarded as stale, and at nice 0 next
-    # to a training learner plans on the ensemble took 68-77 ms p50 / 103-160 ms p95 (18-20 ms alone).
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, PLANNER_NICE)
-    except PermissionError:
-        pass  # without CAP_SYS_NICE: nice 0, the learner stays a little below (nice 3)
+    # No nice value: the torque loop is protected by real-time scheduling (mbrl_ros.realtime), and a
+    # plan that arrives late is discarded as stale, so planning needs its fair share of the CPU. A
+    # lower nice value did not give it more: at nice -5 in the node the child had 1.7 s of CPU in its
+    # first 10 s (3.7 s at nice 0) and no plan yet. Each node runs in a session of its own, and with
+    # autogroup scheduling the kernel shares the CPU between sessions before nice values count.
     physics = PhysicsModel.from_robot(robot, dt_s=dt_s)
     models = {"physics": physics, "learned": None}
     planner, key, epoch = None, None, None
