@@ -61,7 +61,25 @@ def _demo(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"mbrl-ros demo: {err}", file=sys.stderr)
         return 2
-    return demo.main(settings)
+    return _until_stopped(lambda: demo.main(settings))
+
+
+def _until_stopped(job) -> int:
+    """``job()``, ended by SIGTERM as by Ctrl-C (SIGINT set explicitly: a shell's background job
+    ignores it), so that the nodes it started are stopped on the way out; 130 when stopped."""
+    import signal
+
+    from mbrl_ros.ros.spin import raise_keyboard_interrupt
+
+    previous = {sig: signal.signal(sig, raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return job()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _fit(args: argparse.Namespace) -> int:

@@ -55,3 +55,63 @@ def test_sigint_while_the_nodes_start_ends_them_with_exit_code_0_and_no_tracebac
     logs = {name: (tmp_path / "logs" / f"{name}.log").read_text() for name in codes}
     broken = {name: log[log.find("Traceback"):][:600] for name, log in logs.items() if "Traceback" in log}
     assert all(code == 0 for code in codes.values()) and not broken, (codes, broken)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as fh:
+                    kids = [int(c) for c in fh.read().split()]
+            except FileNotFoundError:
+                kids = []
+            out += kids
+            todo += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_to_the_demo_stops_the_nodes_it_started(tmp_path):
+    """``mbrl-ros demo`` stopped by SIGTERM (a service manager, ``kill``) takes its four nodes with it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    demo = subprocess.Popen([str(Path(sys.executable).parent / "mbrl-ros"), "demo", "--runs-dir", str(tmp_path),
+                             "--iterations", "1", "--trials", "2", "--steps", "20", "--hold-s", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    nodes: list[int] = []
+    try:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and len(nodes) < 4:
+            time.sleep(0.5)
+            nodes = [p for p in _descendants(demo.pid) if any(
+                name in open(f"/proc/{p}/cmdline").read() for name in ("sim_node", "trajectory_recorder", "dynamics_learner",
+                                                                       "mpc_controller"))] if demo.poll() is None else []
+        assert len(nodes) >= 4, "the demo started its nodes"
+        time.sleep(3.0)  # the nodes running, the demo waiting on them
+        demo.send_signal(signal.SIGTERM)
+        code = demo.wait(timeout=30.0)
+        output = demo.stdout.read()
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+        for pid in _descendants(demo.pid) + nodes:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    left = [pid for pid in nodes if _alive(pid)]
+    assert not left, f"nodes left running after the demo's SIGTERM: {left}"
+    assert code == 130, (code, output[-1500:])
