@@ -22,6 +22,8 @@ from mbrl_ros.ros.conversions import JointStateDecoder
 from mbrl_ros.ros.diagnostics import status_values
 from mbrl_ros.ros.spin import wait_for
 
+from _processes import alive
+
 GOAL = [0.30, 0.25, 0.45]  # 21 cm from the start pose's end effector, off to the side: joint 1 works
 COMMAND_TIMEOUT_S = 0.05
 STATE_TIMEOUT_S = 0.1
@@ -51,14 +53,6 @@ def _settled_from(samples, settled) -> float:
     pairs in time order)."""
     last_unsettled = max((i for i, (_, v) in enumerate(samples) if not settled(v)), default=-1)
     return samples[last_unsettled + 1][0]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +109,7 @@ def test_a_killed_controller_means_zero_torque_within_the_command_timeout_and_a_
     print(f"SIGKILL to zero torque: {to_zero_s * 1e3:.1f} ms (command timeout {COMMAND_TIMEOUT_S * 1e3:.0f} ms, "
           f"one publish period {PERIOD_S * 1e3:.0f} ms)")
     assert to_zero_s <= COMMAND_TIMEOUT_S + PERIOD_S + 0.05, f"{to_zero_s:.3f} s to zero torque"
-    assert wait_for(lambda: not any(_alive(p) for p in planner_children), 5.0), "the dead controller's planner lives on"
+    assert wait_for(lambda: not any(alive(p) for p in planner_children), 5.0), "the dead controller's planner lives on"
     restarted = arm["start_node"](arm["specs"]["mpc_controller"])
     arm["controller"] = restarted
     arm["diag"]["mpc_controller"].clear()

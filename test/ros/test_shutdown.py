@@ -10,6 +10,8 @@ import pytest
 
 from mbrl_ros.launcher import ProcessGroup, config_path, node_specs_from_config
 
+from _processes import alive, descendants
+
 #: Rounds in `make test`; MBRL_SHUTDOWN_ROUNDS=10 for the long check (about 12 s a round).
 ROUNDS = int(os.environ.get("MBRL_SHUTDOWN_ROUNDS", "3"))
 
@@ -57,33 +59,6 @@ def test_sigint_while_the_nodes_start_ends_them_with_exit_code_0_and_no_tracebac
     assert all(code == 0 for code in codes.values()) and not broken, (codes, broken)
 
 
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except FileNotFoundError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{tid}/children") as fh:
-                    kids = [int(c) for c in fh.read().split()]
-            except FileNotFoundError:
-                kids = []
-            out += kids
-            todo += kids
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_sigterm_to_the_demo_stops_the_nodes_it_started(tmp_path):
     """``mbrl-ros demo`` stopped by SIGTERM (a service manager, ``kill``) takes its four nodes with it."""
     import subprocess
@@ -98,7 +73,7 @@ def test_sigterm_to_the_demo_stops_the_nodes_it_started(tmp_path):
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and len(nodes) < 4:
             time.sleep(0.5)
-            nodes = [p for p in _descendants(demo.pid) if any(
+            nodes = [p for p in descendants(demo.pid) if any(
                 name in open(f"/proc/{p}/cmdline").read() for name in ("sim_node", "trajectory_recorder", "dynamics_learner",
                                                                        "mpc_controller"))] if demo.poll() is None else []
         assert len(nodes) >= 4, "the demo started its nodes"
@@ -109,9 +84,9 @@ def test_sigterm_to_the_demo_stops_the_nodes_it_started(tmp_path):
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
-        for pid in _descendants(demo.pid) + nodes:
-            if _alive(pid):
+        for pid in descendants(demo.pid) + nodes:
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-    left = [pid for pid in nodes if _alive(pid)]
+    left = [pid for pid in nodes if alive(pid)]
     assert not left, f"nodes left running after the demo's SIGTERM: {left}"
     assert code == 130, (code, output[-1500:])
