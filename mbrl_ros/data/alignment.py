@@ -11,6 +11,7 @@ node and ``mbrl-ros fit`` both use this.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -19,8 +20,16 @@ import numpy as np
 from .episodes import Episodes
 
 TRIAL_MARKER_VERSION = 1
+#: Name lists whose joint index a :class:`JointMapper` keeps.
+_INDEXES_KEPT = 64
 #: A trial starts, ends after its steps, or is aborted (its episode must not be learned from).
 TRIAL_EVENTS = ("start", "end", "abort")
+
+
+def _listed(names: Sequence[str], most: int = 20) -> str:
+    """``names`` as a list for a message, the first ``most`` of a longer one."""
+    names = list(names)
+    return str(names) if len(names) <= most else f"{names[:most]} and {len(names) - most} more"
 
 
 class JointMapper:
@@ -28,7 +37,8 @@ class JointMapper:
 
     Joint order differs between arms and drivers (joint_state_broadcaster does not keep the URDF's),
     so joints are always mapped by name. ``joint_names`` is the order wanted; ``None`` takes the
-    first message's joints, in its order. The index of each list of message names is computed once.
+    first message's joints, in its order. The index of each list of message names is computed once
+    (the last :data:`_INDEXES_KEPT` lists). A message naming a joint twice is ambiguous and refused.
     """
 
     def __init__(self, joint_names: Sequence[str] | None = None) -> None:
@@ -37,16 +47,21 @@ class JointMapper:
 
     def index(self, names: Sequence[str]) -> np.ndarray:
         """Indices of :attr:`joint_names` in a message's ``names``, so ``values[index]`` is in the
-        wanted order. Raises ``ValueError`` naming the joints the message lacks."""
+        wanted order. Raises ``ValueError`` naming the joints the message lacks or names twice."""
         names = tuple(names)
         index = self._index.get(names)
         if index is None:
+            position = {n: i for i, n in enumerate(names)}
+            if len(position) != len(names):
+                twice = sorted(n for n, count in Counter(names).items() if count > 1)
+                raise ValueError(f"joints {_listed(twice)} are named more than once in the message")
             if self.joint_names is None:
                 self.joint_names = names
-            position = {n: i for i, n in enumerate(names)}
             missing = [n for n in self.joint_names if n not in position]
             if missing:
-                raise ValueError(f"joints {missing} are not in the message (it has {list(names)})")
+                raise ValueError(f"joints {_listed(missing)} are not in the message (it has {_listed(names)})")
+            if len(self._index) >= _INDEXES_KEPT:  # a stream of ever new name lists must not grow it
+                del self._index[next(iter(self._index))]
             index = self._index[names] = np.array([position[n] for n in self.joint_names], dtype=int)
         return index
 

@@ -4,7 +4,9 @@ Writing: :class:`SegmentedBagWriter` stores already-serialized CDR messages as t
 (``rclpy`` serialisation pads empty float64[] fields with bytes rosbags rejects, so a recorder
 subscribes raw and writes the bytes untouched) with each topic's QoS in the metadata. Every segment
 is a complete bag written under a hidden ``.partial`` name and renamed when closed, so a crash
-loses at most the segment in progress and never leaves a half-written bag under a real name.
+loses at most the segment in progress and never leaves a half-written bag under a real name. A
+segment that cannot be written (a full disk) is deleted and its messages dropped; the writer counts
+it and starts the next segment afresh.
 Segments are cut by log time, not by arrival: messages are held back for a while in log-time
 order, so one that a busy subscriber handles late still lands in the segment its time belongs to.
 
@@ -20,13 +22,14 @@ import heapq
 import itertools
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from .mcap_salvage import salvage_mcap
@@ -69,6 +72,12 @@ class SegmentedBagWriter:
     A message is written once it is ``hold_s`` older (in log time) than the newest one given, in
     log-time order; :meth:`close_segment` can cut at a log time, keeping later messages for the next
     segment. Holding costs a crash at most ``hold_s`` more of the segment in progress.
+
+    A failed write (``OSError`` such as ENOSPC, sqlite's "database or disk is full") loses the
+    segment in progress, not the writer: its partial folder is deleted, its messages until the next
+    cut are dropped (``dropped_messages``), :meth:`close_segment` returns ``None`` for it, and the
+    next segment tries again. ``write_errors`` counts the failures, ``last_write_error`` says what
+    the last one was.
     """
 
     def __init__(
@@ -93,8 +102,13 @@ class SegmentedBagWriter:
         self._newest_ns: int | None = None
         self.messages_in_segment = 0
         self.closed_segments: list[Path] = []
+        self.write_errors = 0
+        self.last_write_error = ""
+        self.dropped_messages = 0
+        self._failed = False  # the segment in progress lost a write: the rest of it is dropped
 
     def _open(self) -> None:
+        self.messages_in_segment = 0
         self._partial = self.directory / f".segment_{len(self.closed_segments):05d}.partial"
         if self._partial.exists():
             shutil.rmtree(self._partial)
@@ -104,7 +118,6 @@ class SegmentedBagWriter:
             t.topic: self._writer.add_connection(t.topic, t.msgtype, typestore=TYPESTORE, offered_qos_profiles=[t.offered_qos])
             for t in self._topics
         }
-        self.messages_in_segment = 0
 
     def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
         """Add one serialized message (CDR bytes as received) with its log time."""
@@ -120,10 +133,34 @@ class SegmentedBagWriter:
         """Write the held messages logged at or before ``until_ns`` (all for ``None``)."""
         while self._held and (until_ns is None or self._held[0][0] <= until_ns):
             timestamp_ns, _, topic, data = heapq.heappop(self._held)
-            if self._writer is None:
-                self._open()
-            self._writer.write(self._connections[topic], timestamp_ns, data)
+            if self._failed:
+                self.dropped_messages += 1
+                continue
+            try:
+                if self._writer is None:
+                    self._open()
+                self._writer.write(self._connections[topic], timestamp_ns, data)
+            except _WRITE_ERRORS as err:
+                self._abandon(err)
+                self.dropped_messages += 1
+                continue
             self.messages_in_segment += 1
+
+    def _abandon(self, err: Exception) -> None:
+        """Give the segment in progress up after a failed write: delete what it has on disk."""
+        self.write_errors += 1
+        self.last_write_error = f"{self._partial}: {err}"
+        self._failed = True
+        self.dropped_messages += self.messages_in_segment
+        self.messages_in_segment = 0
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.abort()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+        if self._partial is not None:
+            shutil.rmtree(self._partial, ignore_errors=True)
 
     def _name_storage_files(self, name: str) -> None:
         """rosbags names the storage file after the folder it writes (the hidden partial one): give
@@ -138,19 +175,31 @@ class SegmentedBagWriter:
 
     def close_segment(self, name: str, until_ns: int | None = None) -> Path | None:
         """Finish the segment in progress as ``<directory>/<name>`` with every message logged up to
-        ``until_ns`` (all held ones for ``None``); ``None`` if it has no message."""
+        ``until_ns`` (all held ones for ``None``); ``None`` if it has no message or could not be
+        written."""
         self._write_held(until_ns)
+        self._failed = False  # the next segment starts afresh
         if self._writer is None:
             return None
-        self._writer.close()
-        self._writer = None
         target = self.directory / name
         if target.exists():
             raise FileExistsError(f"bag {target} already exists")
-        self._name_storage_files(name)
+        try:
+            self._writer.close()
+            self._writer = None
+            self._name_storage_files(name)
+        except _WRITE_ERRORS as err:
+            self._abandon(err)
+            self._failed = False
+            return None
         os.replace(self._partial, target)
         self.closed_segments.append(target)
         return target
+
+
+#: What a storage raises when it cannot write: the file system's errors (ENOSPC, EDQUOT, EIO, ...),
+#: sqlite3's ("database or disk is full") and rosbags' own wrapping of either.
+_WRITE_ERRORS = (OSError, sqlite3.Error, WriterError)
 
 
 class BagError(ValueError):

@@ -3,8 +3,11 @@
 Local models (time-varying linear-Gaussian, with a GMM / global-model / no prior) are fitted when a
 controller iteration's trials are complete; the global ensemble trains in the background on every
 trial so far. Each model goes out on ``/mbrl/model`` (reliable, transient-local, versioned) and is
-checkpointed atomically into ``model_dir``. Fitting runs in worker threads: callbacks stay
-responsive. Bad episode payloads are rejected and counted.
+checkpointed atomically into ``model_dir``; a checkpoint that cannot be written (a full disk) is
+logged and counted (``write_errors``, ``last_write_error``), and the model is published all the
+same. Fitting runs in worker threads: callbacks stay responsive; ``/diagnostics`` says when the
+ensemble is training (``ensemble_training``, ``ensemble_epoch``). Bad episode payloads (of another
+arm, malformed) are rejected and counted.
 """
 
 from __future__ import annotations
@@ -47,8 +50,11 @@ class DynamicsLearner(Node):
         # folder (<kind>_v<version>) and on /mbrl/model.
         self._model_version = serialization.latest_version(self._model_dir)
         self._version_lock = threading.Lock()
-        self._counts = {"episodes": 0, "rejected_episodes": 0, "local_fits": 0, "failed_fits": 0, "ensemble_trainings": 0}
+        self._counts = {"episodes": 0, "rejected_episodes": 0, "local_fits": 0, "failed_fits": 0, "ensemble_trainings": 0,
+                        "write_errors": 0}
         self._last_train = {}
+        self._last_write_error = ""
+        self._training: dict | None = None  # while the ensemble trains: the epochs it has done
 
         self._model_pub = self.create_publisher(UInt8MultiArray, "/mbrl/model", qos.MODEL)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
@@ -94,11 +100,12 @@ class DynamicsLearner(Node):
 
     def _on_episodes(self, msg: UInt8MultiArray) -> None:
         try:
-            episodes = payloads.decode_episodes(msg)
+            episodes = payloads.decode_episodes(msg, self._joint_names)
             self._add(episodes)
-        except (InvalidMessage, ValueError) as err:
+        except Exception as err:  # an episode, whatever it holds, must not end the node
             self._counts["rejected_episodes"] += 1
-            self.get_logger().warn(f"rejected episode: {err}", throttle_duration_sec=1.0)
+            reason = err if isinstance(err, (InvalidMessage, ValueError)) else repr(err)
+            self.get_logger().warning(f"rejected episode: {reason}", throttle_duration_sec=1.0)
 
     def _add(self, episodes: Episodes) -> None:
         complete = self._learner.add(episodes)
@@ -116,7 +123,12 @@ class DynamicsLearner(Node):
     def _publish(self, kind: str, encode, model, info: dict) -> None:
         version = self._next_version()
         data = encode(model, self._joint_names, model_version=version, **info)
-        serialization.write_checkpoint(self._model_dir, kind, version, data)
+        try:
+            serialization.write_checkpoint(self._model_dir, kind, version, data)
+        except OSError as err:  # a full disk costs the checkpoint, not the model: the controller gets it
+            self._counts["write_errors"] += 1
+            self._last_write_error = f"{kind} v{version}: {err}"
+            self.get_logger().error(f"checkpoint of {kind} model v{version} not written: {err}")
         self._model_pub.publish(payloads.encode_model(data))
         self.get_logger().info(f"published {kind} model v{version} ({len(data) / 1e3:.0f} kB) {info}")
 
@@ -150,21 +162,35 @@ class DynamicsLearner(Node):
                 return
             # As in _local_worker: a failure is counted and the next completed iteration wakes us again.
             try:
-                stats = self._learner.train_global()
+                self._training = {"ensemble_epoch": 0}
+                stats = self._learner.train_global(progress=self._on_epoch)
+                self._training = None
                 if stats is None:
                     continue
                 self._last_train = {"epochs": stats.epochs, "n_train": stats.n_train, "train_time_s": round(stats.time_s, 3),
                                     "iteration": self._learner.ensemble_iteration}
                 self._publish("ensemble", serialization.ensemble_to_bytes, self._learner.ensemble, self._last_train)
             except Exception as err:
+                self._training = None
                 self._counts["failed_fits"] += 1
                 self.get_logger().error(f"ensemble training failed: {err!r}")
                 continue
             self._counts["ensemble_trainings"] += 1
 
+    def _on_epoch(self, epoch: int, max_epochs: int) -> None:
+        training = self._training
+        if training is not None:
+            if training["ensemble_epoch"] == 0:
+                self.get_logger().info(f"training the ensemble: epoch {epoch} of at most {max_epochs}")
+            training["ensemble_epoch"] = epoch
+
     def _publish_diagnostics(self) -> None:
-        level = DiagnosticStatus.WARN if self._counts["rejected_episodes"] or self._counts["failed_fits"] else DiagnosticStatus.OK
-        values = {**self._counts, "model_version": self._model_version, **self._last_train}
+        counts, training = dict(self._counts), self._training
+        level = DiagnosticStatus.WARN if counts["rejected_episodes"] or counts["failed_fits"] or counts["write_errors"] \
+            else DiagnosticStatus.OK
+        values = {**counts, "last_write_error": self._last_write_error, "model_version": self._model_version,
+                  "ensemble_training": training is not None,
+                  "ensemble_epoch": training["ensemble_epoch"] if training is not None else 0, **self._last_train}
         self._diag_pub.publish(
             diagnostic_array(self.get_clock().now().to_msg(), status("dynamics_learner", "", level, "learning", values))
         )

@@ -95,7 +95,7 @@ class MPCController(Node):
         # The executor only receives and ticks; decoding payloads (models of several MB, episodes),
         # updating and planning happen in worker threads, so none of it delays a state or a tick.
         self._payloads: queue.Queue = queue.Queue()
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_SUB)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.JOINT_STATES_SUB, raw=True)
         self.create_subscription(PointStamped, "/mbrl/goal", self._on_goal, 10)
         self.create_subscription(UInt8MultiArray, "/mbrl/model", lambda m: self._payloads.put((self._on_model, m)), qos.MODEL)
         self.create_subscription(UInt8MultiArray, "/mbrl/episodes", lambda m: self._payloads.put((self._on_episodes, m)),
@@ -107,7 +107,7 @@ class MPCController(Node):
         # SCHED_FIFO, as ros2_control's own loop uses, for every thread (executor, DDS, workers) so
         # that none holding the GIL is preempted by an ordinary process (see mbrl_ros.realtime). After
         # spawning the planner: it must not inherit it.
-        self._realtime = use_realtime_process(s.rt_priority, self.get_logger().warn)
+        self._realtime = use_realtime_process(s.rt_priority, self.get_logger().warning)
         self._threads = [threading.Thread(target=target, name=name, daemon=True) for target, name in (
             (self._torque_thread, "torque"), (self._planning.run, "planner"), (self._payload_loop, "payloads"))]
         for thread in self._threads:
@@ -151,19 +151,19 @@ class MPCController(Node):
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_joint_state(self, raw: bytes) -> None:
         try:
-            x = self._decoder.decode(msg)
+            x = self._decoder.decode_raw(raw)  # a huge one is refused unread: reading it would stall the torque loop
         except InvalidMessage as err:
             self._counts["rejected_joint_states"] += 1
-            self.get_logger().warn(f"rejected joint state: {err}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"rejected joint state: {err}", throttle_duration_sec=1.0)
             return
         with self._lock:
             self._x, self._x_time_s = x, self._now_s()
 
     def _on_goal(self, msg: PointStamped) -> None:
         try:
-            goal = decode_point(msg)
+            goal = decode_point(msg, self._frame)
         except InvalidMessage as err:
             return self._reject_goal(str(err))
         # Through the parameter, so goal_xyz_m always reports the goal being pursued.
@@ -173,7 +173,7 @@ class MPCController(Node):
 
     def _reject_goal(self, reason: str) -> None:
         self._counts["rejected_goals"] += 1
-        self.get_logger().warn(f"rejected goal: {reason}", throttle_duration_sec=1.0)
+        self.get_logger().warning(f"rejected goal: {reason}", throttle_duration_sec=1.0)
 
     def _on_reset_request(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.run.request_return(self._now_s())
@@ -189,7 +189,7 @@ class MPCController(Node):
 
     def _on_model(self, msg: UInt8MultiArray) -> None:
         try:
-            data, meta = payloads.decode_model(msg)
+            data, meta = payloads.decode_model(msg, self._joint_names)
             if meta["kind"] == "tvlg":
                 dynamics, meta = serialization.tvlg_from_bytes(data)
                 self.run.on_local_model(int(meta.get("iteration", -1)), dynamics, int(meta.get("model_version", 0)))
@@ -200,16 +200,16 @@ class MPCController(Node):
                 self.run.on_ensemble(self._model_version, int(meta.get("iteration", -1)))
             else:
                 raise InvalidMessage(f"model kind {meta['kind']!r} is not one the controller uses")
-        except (InvalidMessage, ValueError) as err:
+        except Exception as err:  # whatever a payload does to a loader, the worker thread lives on
             self._counts["rejected_models"] += 1
-            self.get_logger().warn(f"rejected model: {err}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"rejected model: {err}", throttle_duration_sec=1.0)
 
     def _on_episodes(self, msg: UInt8MultiArray) -> None:
         try:
-            self.run.on_episodes(payloads.decode_episodes(msg))
-        except InvalidMessage as err:
+            self.run.on_episodes(payloads.decode_episodes(msg, self._joint_names))
+        except Exception as err:  # as for models
             self._counts["rejected_episodes"] += 1
-            self.get_logger().warn(f"rejected episodes: {err}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"rejected episodes: {err}", throttle_duration_sec=1.0)
 
     def _update(self, job) -> None:
         # Seconds of numpy: ordinary scheduling, so it cannot crowd the sim or learner off a core.

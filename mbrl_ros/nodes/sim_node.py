@@ -84,7 +84,7 @@ class SimNode(Node):
         # torque reaches the physics 2-44 ms (median 4, p90 10-16) of simulated time after the
         # controller sends it, and the recorded (state, torque) pairs do not describe the arm's motion.
         self._rt_priority = settings.rt_priority if self._real_time_factor > 0 else 0  # unpaced, FIFO would starve the rest
-        self._realtime = use_realtime_process(self._rt_priority, self.get_logger().warn)
+        self._realtime = use_realtime_process(self._rt_priority, self.get_logger().warning)
         self._thread = threading.Thread(target=self._physics_loop, name="physics", daemon=True)
         self._thread.start()
         self.get_logger().info(
@@ -103,7 +103,7 @@ class SimNode(Node):
         except InvalidMessage as err:
             with self._lock:
                 self._counts["commands_rejected"] += 1
-            self.get_logger().warn(f"rejected command: {err}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"rejected command: {err}", throttle_duration_sec=1.0)
             return
         with self._lock:
             self._command = tau

@@ -7,7 +7,10 @@ log time (a crash loses at most the trial in progress), and one episode, aligned
 controller's period, published on ``/mbrl/episodes``; an aborted or unusable trial's messages go
 into the next segment. Which messages make a trial, and when it is complete, is the ROS-free
 :class:`~mbrl_ros.data.trial_assembly.TrialAssembler`'s business; this node logs every message,
-checks and decodes it, hands it over, and cuts and publishes what comes back.
+checks and decodes it, hands it over, and cuts and publishes what comes back. Malformed joint
+states, non-finite commands and malformed markers are logged (a bag holds what was received) but
+counted and not used; a bag that cannot be written (a full disk) is logged and counted (``write_errors``,
+``last_write_error``, ``dropped_messages``), and its trial's episode is published all the same.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from mbrl_ros.data.trial_assembly import (
     UnalignedTrial,
 )
 from mbrl_ros.ros import payloads, qos
-from mbrl_ros.ros.conversions import InvalidMessage, JointStateDecoder, decode_command
+from mbrl_ros.ros.conversions import MAX_JOINT_STATE_BYTES, InvalidMessage, JointStateDecoder, decode_command
 from mbrl_ros.ros.diagnostics import diagnostic_array, status
 from mbrl_ros.ros.params import LiveSettings
 from mbrl_ros.ros.spin import run_node
@@ -69,7 +72,9 @@ class TrajectoryRecorder(Node):
         self._session = datetime.now().strftime("%Y%m%d_%H%M%S")
         self._decoder = JointStateDecoder()  # in the order of the first joint state
         self._trials = TrialAssembler(settings.command_timeout_s)
-        self._counts = {"episodes": 0, "rejected_messages": 0, "failed_trials": 0, "bags": 0}
+        self._counts = {"episodes": 0, "rejected_messages": 0, "rejected_joint_states": 0, "rejected_commands": 0,
+                        "rejected_markers": 0, "failed_trials": 0, "bags": 0}
+        self._write_errors_reported = 0
 
         self._episode_pub = self.create_publisher(UInt8MultiArray, "/mbrl/episodes", qos.EPISODES)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
@@ -102,13 +107,15 @@ class TrajectoryRecorder(Node):
         waited_ns = max(0, time.time_ns() - info["source_timestamp"])
         return max(0, self.get_clock().now().nanoseconds - waited_ns)
 
-    def _reject(self, what: str, err: Exception) -> None:
+    def _reject(self, what: str, counter: str, err: Exception) -> None:
         self._counts["rejected_messages"] += 1
-        self.get_logger().warn(f"rejected {what}: {err}", throttle_duration_sec=1.0)
+        self._counts[counter] += 1
+        self.get_logger().warning(f"rejected {what}: {err}", throttle_duration_sec=1.0)
 
     def _on_joint_state(self, raw: bytes, info: MessageInfo) -> None:
-        msg = deserialize_message(raw, JointState)
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        # One too large to read is logged as received (unstamped) and rejected when handled, unread.
+        msg = deserialize_message(raw, JointState) if len(raw) <= MAX_JOINT_STATE_BYTES else None
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec if msg is not None else 0
         if stamp_ns > 0:
             self._handle(self._log_time.add_state(info["source_timestamp"], stamp_ns, "joint_states", (raw, msg)))
         else:  # an unstamped arm: its states are placed like any other message
@@ -127,18 +134,20 @@ class TrajectoryRecorder(Node):
                 raw, msg = item
                 self._writer.write(self._topics[key], log_ns, raw)
                 try:
-                    x = self._decoder.decode(msg)
+                    x = self._decoder.decode(msg) if msg is not None else self._decoder.decode_raw(raw)
                 except InvalidMessage as err:
-                    self._reject("joint state", err)
+                    self._reject("joint state", "rejected_joint_states", err)
                     continue
                 stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 self._act_on(self._trials.add_state(stamp_s, self._decoder.joint_names, x))
             elif key == "commands":
                 self._writer.write(self._topics[key], log_ns, item)  # commands carry no stamp: their log time is it
                 try:
+                    # Of any length: the joint states may name more joints (a gripper's) than the
+                    # trial commands; an episode takes the commands of its trial's joint count.
                     torque = decode_command(deserialize_message(item, Float64MultiArray))
                 except InvalidMessage as err:
-                    self._reject("command", err)
+                    self._reject("command", "rejected_commands", err)
                     continue
                 self._trials.add_command(log_ns, torque)
             else:
@@ -146,9 +155,16 @@ class TrajectoryRecorder(Node):
                 try:
                     marker = payloads.decode_trial_marker(deserialize_message(item, String))
                 except InvalidMessage as err:
-                    self._reject("trial marker", err)
+                    self._reject("trial marker", "rejected_markers", err)
                     continue
                 self._act_on(self._trials.add_marker(log_ns, marker))
+        self._report_write_errors()
+
+    def _report_write_errors(self) -> None:
+        if self._writer.write_errors > self._write_errors_reported:
+            self._write_errors_reported = self._writer.write_errors
+            self.get_logger().error(f"bag not written, its segment dropped ({self._writer.write_errors} so far): "
+                                    f"{self._writer.last_write_error}")
 
     def _act_on(self, finished: list[EpisodeReady | UnalignedTrial]) -> None:
         """Cut the bag of every finished trial and publish its episode; report the others."""
@@ -159,6 +175,7 @@ class TrajectoryRecorder(Node):
                 self.get_logger().error(f"trial {marker.trial} not usable: {outcome.reason}")
                 continue
             bag = self._writer.close_segment(f"{self._session}_{outcome.bag_name}", until_ns=outcome.bag_until_ns)
+            self._report_write_errors()
             if bag is not None:
                 self._counts["bags"] += 1
             outcome.episode.metadata["bag"] = str(bag) if bag else ""
@@ -168,9 +185,12 @@ class TrajectoryRecorder(Node):
 
     def _publish_diagnostics(self) -> None:
         self._handle([])  # what waits for joint states that have stopped
-        level = DiagnosticStatus.WARN if self._counts["failed_trials"] or self._counts["rejected_messages"] else DiagnosticStatus.OK
+        writer = self._writer
+        level = DiagnosticStatus.WARN if self._counts["failed_trials"] or self._counts["rejected_messages"] \
+            or writer.write_errors else DiagnosticStatus.OK
         values = {**self._counts, "open_trials": self._trials.open_trials, "history_s": round(self._trials.history_s, 2),
-                  "messages_in_bag": self._writer.messages_in_segment}
+                  "messages_in_bag": writer.messages_in_segment, "write_errors": writer.write_errors,
+                  "last_write_error": writer.last_write_error, "dropped_messages": writer.dropped_messages}
         self._diag_pub.publish(
             diagnostic_array(
                 self.get_clock().now().to_msg(), status("trajectory_recorder", "", level, "recording", values)

@@ -8,6 +8,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Path
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
@@ -44,7 +45,8 @@ def decode_command(msg: Float64MultiArray, n_joints: int | None = None) -> np.nd
     if n_joints is not None and tau.shape != (n_joints,):
         raise InvalidMessage(f"command has {tau.size} values, expected {n_joints}")
     if not np.all(np.isfinite(tau)):
-        raise InvalidMessage(f"command has non-finite values: {tau.tolist()}")
+        bad = np.flatnonzero(~np.isfinite(tau))
+        raise InvalidMessage(f"command has {bad.size} non-finite values (at {bad[:10].tolist()}) of {tau.size}")
     return tau
 
 
@@ -53,11 +55,21 @@ def command_msg(torque_nm: np.ndarray) -> Float64MultiArray:
     return Float64MultiArray(data=np.asarray(torque_nm, dtype=float).tolist())
 
 
+#: More joints than any arm has: a joint state naming more is refused before it is looked at.
+MAX_JOINTS = 1024
+#: A serialized joint state larger than this (1024 joints with 255-character names take 0.3 MB) is
+#: refused unread: deserializing 10⁶ names holds the GIL for 0.2 s and more, a controller's
+#: torque loop with it.
+MAX_JOINT_STATE_BYTES = 1 << 20
+
+
 class JointStateDecoder:
     """``x = [q; qd]`` in a fixed joint order from JointState messages that list their joints in
     any order (mapped by name, :class:`~mbrl_ros.data.alignment.JointMapper`); ``joint_names``
-    ``None`` takes the order of the first message whose lengths agree. Rejects messages whose names, positions and
-    velocities differ in length, that lack a joint, or that hold non-finite values."""
+    ``None`` takes the order of the first well-formed message. Rejects messages that name no joint
+    or more than :data:`MAX_JOINTS`, whose names, positions and velocities differ in length (or
+    efforts, when given), that lack a joint or name one twice, or that hold non-finite positions or
+    velocities."""
 
     def __init__(self, joint_names: Sequence[str] | None = None) -> None:
         self._mapper = JointMapper(joint_names)
@@ -69,8 +81,11 @@ class JointStateDecoder:
 
     def decode(self, msg: JointState) -> np.ndarray:
         names = msg.name
-        if len(msg.position) != len(names) or len(msg.velocity) != len(names):
-            raise InvalidMessage(f"joint state has {len(names)} names, {len(msg.position)} positions, {len(msg.velocity)} velocities")
+        if not 0 < len(names) <= MAX_JOINTS:
+            raise InvalidMessage(f"joint state names {len(names)} joints (from 1 to {MAX_JOINTS} accepted)")
+        if len(msg.position) != len(names) or len(msg.velocity) != len(names) or len(msg.effort) not in (0, len(names)):
+            raise InvalidMessage(f"joint state has {len(names)} names, {len(msg.position)} positions, "
+                                 f"{len(msg.velocity)} velocities, {len(msg.effort)} efforts")
         try:
             index = self._mapper.index(names)
         except ValueError as err:
@@ -80,11 +95,28 @@ class JointStateDecoder:
             raise InvalidMessage("joint state has non-finite positions or velocities")
         return x
 
+    def decode_raw(self, raw: bytes) -> np.ndarray:
+        """:meth:`decode` of a serialized joint state (a ``raw`` subscription's), refused unread
+        when larger than :data:`MAX_JOINT_STATE_BYTES`."""
+        return self.decode(deserialize_joint_state(raw))
 
-def decode_point(msg: PointStamped) -> np.ndarray:
+
+def deserialize_joint_state(raw: bytes) -> JointState:
+    """A serialized ``sensor_msgs/JointState``; :class:`InvalidMessage` when larger than
+    :data:`MAX_JOINT_STATE_BYTES`, before anything is deserialized."""
+    if len(raw) > MAX_JOINT_STATE_BYTES:
+        raise InvalidMessage(f"joint state of {len(raw)} bytes (at most {MAX_JOINT_STATE_BYTES} are read)")
+    return deserialize_message(raw, JointState)
+
+
+def decode_point(msg: PointStamped, frame_id: str | None = None) -> np.ndarray:
+    """The point's coordinates; raises :class:`InvalidMessage` unless they are finite and, given
+    ``frame_id``, the point is in that frame (or names none: then it is taken to be)."""
     p = np.array([msg.point.x, msg.point.y, msg.point.z])
     if not np.all(np.isfinite(p)):
         raise InvalidMessage(f"goal has non-finite coordinates: {p.tolist()}")
+    if frame_id is not None and msg.header.frame_id not in ("", frame_id):
+        raise InvalidMessage(f"goal is in frame {msg.header.frame_id[:100]!r}, not {frame_id!r}")
     return p
 
 

@@ -103,3 +103,41 @@ def test_a_bag_folder_without_metadata_reads_completely(tmp_path):
     bags = open_bags([tmp_path])
     assert bags.damaged == () and bags.message_counts == {"/joint_states": 5}
     assert len(list(read_messages([bag], ["/joint_states"]))) == 5
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    from _small_disk import mount_small_filesystem, unmount
+
+    where = tmp_path / "disk"
+    mount_small_filesystem(where, 2)
+    yield where
+    unmount(where)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_full_disk_loses_the_segment_in_progress_not_the_writer(small_disk, storage):
+    from _small_disk import Filler
+
+    writer = SegmentedBagWriter(small_disk / "bags", TOPICS, storage=storage)
+    for i in range(10):
+        writer.write("/joint_states", 1_000_000_000 + i * 2_000_000, joint_state_cdr(i, [i, -i]))
+    first = writer.close_segment("trial_0001")
+    filler = Filler(small_disk / "filler")
+    filler.start()
+    try:
+        assert filler.full.wait(10.0)
+        for i in range(5000):  # far more than a page: the storage must write some of it
+            writer.write("/joint_states", 2_000_000_000 + i * 2_000_000, joint_state_cdr(i, [i, i]))
+        assert writer.close_segment("trial_0002") is None, "a segment that could not be written is no bag"
+    finally:
+        filler.stop()
+    assert writer.write_errors >= 1 and writer.dropped_messages == 5000, (writer.write_errors, writer.dropped_messages)
+    assert any(text in writer.last_write_error for text in ("No space left on device", "database or disk is full")), \
+        writer.last_write_error
+    assert sorted(p.name for p in (small_disk / "bags").iterdir()) == ["trial_0001"], "nothing half-written is left"
+    assert len(list(read_messages([first], ["/joint_states"]))) == 10
+    # Space again: the next segment is a bag.
+    writer.write("/joint_states", 3_000_000_000, joint_state_cdr(0, [1.0, 1.0]))
+    third = writer.close_segment("trial_0003")
+    assert third is not None and len(list(read_messages([third], ["/joint_states"]))) == 1

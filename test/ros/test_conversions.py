@@ -36,6 +36,10 @@ def test_without_a_joint_order_the_first_message_gives_it():
 @pytest.mark.parametrize("msg, message", [
     (joint_state(["a"], [1.0], [0.0]), r"joints \['b'\] are not in the message"),
     (joint_state(["a", "b"], [1.0, 2.0], [0.0]), "2 names, 2 positions, 1 velocities"),
+    (joint_state(["a", "b", "a"], [1.0, 2.0, 5.0], [0.0, 0.0, 0.0]), r"joints \['a'\] are named more than once"),
+    (JointState(name=["a", "b"], position=[1.0, 2.0], velocity=[0.0, 0.0], effort=[1.0]), "2 names, 2 positions, 2 velocities, 1 efforts"),
+    (joint_state([], [], []), "names 0 joints"),
+    (joint_state([f"j{i}" for i in range(1025)] + ["a", "b"], [0.0] * 1027, [0.0] * 1027), "names 1027 joints"),
     (joint_state(["a", "b"], [1.0, float("nan")], [0.0, 0.0]), "non-finite"),
     (joint_state(["a", "b"], [1.0, 2.0], [0.0, float("inf")]), "non-finite"),
 ])
@@ -65,3 +69,29 @@ def test_the_bag_describes_the_sims_joint_states_as_published():
     assert (recorded.depth, recorded.reliability.name, recorded.durability.name) == (1000, "RELIABLE", "VOLATILE")
     latched = rclpy_qos(qos.offered_qos(qos.TRIAL_MARKERS))
     assert (latched.reliability, latched.durability) == (ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def test_a_serialized_joint_state_over_a_megabyte_is_refused_unread():
+    from rclpy.serialization import serialize_message
+
+    decoder = JointStateDecoder(["a", "b"])
+    np.testing.assert_array_equal(decoder.decode_raw(serialize_message(joint_state(["b", "a"], [2.0, 1.0], [0.0, 0.0]))),
+                                  [1.0, 2.0, 0.0, 0.0])
+    big = JointState(name=["a", "b"], position=[0.0] * 100_000, velocity=[0.0] * 100_000)
+    with pytest.raises(InvalidMessage, match="joint state of 1600.* bytes"):
+        decoder.decode_raw(serialize_message(big))
+
+
+def test_a_goal_must_be_finite_and_in_the_base_frame_or_name_none():
+    from geometry_msgs.msg import PointStamped
+
+    from mbrl_ros.ros.conversions import decode_point
+
+    goal = PointStamped()
+    goal.point.x, goal.point.y, goal.point.z = 0.4, 0.1, 0.5
+    np.testing.assert_array_equal(decode_point(goal, "panda_link0"), [0.4, 0.1, 0.5])  # no frame: the base's
+    goal.header.frame_id = "panda_link0"
+    np.testing.assert_array_equal(decode_point(goal, "panda_link0"), [0.4, 0.1, 0.5])
+    goal.header.frame_id = "world"
+    with pytest.raises(InvalidMessage, match="frame 'world', not 'panda_link0'"):
+        decode_point(goal, "panda_link0")

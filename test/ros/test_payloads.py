@@ -70,3 +70,30 @@ def test_trial_markers_travel_as_json_strings():
     assert payloads.decode_trial_marker(payloads.trial_marker_msg(marker)) == marker
     with pytest.raises(InvalidMessage):
         payloads.decode_trial_marker(String(data="not json"))
+
+
+def test_a_payload_whose_bytes_changed_is_refused_by_its_checksum():
+    msg = payloads.encode_episodes(episodes())
+    data = bytearray(msg.data)
+    data[-3] ^= 0x10  # a float in x: still a valid document
+    msg.data = bytes(data)
+    with pytest.raises(InvalidMessage, match="checksum"):
+        payloads.decode_episodes(msg)
+
+
+def test_a_payload_for_another_arm_is_refused_given_the_arms_joints():
+    ep = episodes()  # joints a, b: nx 4, nu 2
+    assert payloads.decode_episodes(payloads.encode_episodes(ep), ["a", "b"]).nx == 4
+    with pytest.raises(InvalidMessage, match="dimensions"):
+        payloads.decode_episodes(payloads.encode_episodes(ep), ["a", "b", "c"])
+    with pytest.raises(InvalidMessage, match="for joints"):
+        payloads.decode_episodes(payloads.encode_episodes(ep), ["b", "a"])
+
+
+def test_metadata_of_the_wrong_type_is_refused():
+    arrays, meta = episodes().to_arrays()
+    inner = json.loads(meta)
+    inner["iteration"] = [2]
+    msg = payloads.bytes_msg(payloads.EPISODES_LABEL, raw_document(arrays, json.dumps(inner)))
+    with pytest.raises(InvalidMessage, match="'iteration' is '\\[2\\]', expected int"):
+        payloads.decode_episodes(msg)
