@@ -79,6 +79,10 @@ def main(argv=None) -> int:
         joints = TopicMonitor(node, JointState, "joint_states", qos.JOINT_STATES_RECORD)
         if not wait_for(lambda: int(diagnostics.get("model_version", "0")) > 0 and joints.count > 0, 120.0):
             raise RuntimeError(f"the controller got no model: {diagnostics}, exited {group.exited()}; logs in {work}")
+        # Its planner child takes seconds to load torch and the model: the reaches start once it plans,
+        # as in a learning run, where the child is warm by the time the reaches come.
+        if not wait_for(lambda: float(diagnostics.get("plan_time_p50_ms", "0")) > 0.0, 120.0):
+            raise RuntimeError(f"the controller made no plan: {diagnostics}; logs in {work}")
         for planner in demo.reach_planners:
             before = dict(learner_status)
             rows = reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals,
