@@ -3,7 +3,10 @@
 Trials are grouped by controller iteration. When an iteration is complete (``trials_per_iteration``
 trials) the local model is fitted: the prior (GMM over recent trials, the global model linearised,
 or none) is updated and a time-varying linear-Gaussian model is conditioned on the iteration's
-trials. The global ensemble trains incrementally on every trial received so far. The ROS node
+trials. The global ensemble trains incrementally on every trial received so far. Before it trains
+on new trials it is scored on them (:class:`UnseenTrialErrors`): they are trials no version has
+seen, so the newest version and the one before it are compared on the same held-out data without
+holding any trial back from training. The ROS node
 (``dynamics_learner``) and ``mbrl-ros fit`` both drive this class; :class:`LearnerNodeSettings`
 and :data:`LEARNER_PARAMETERS` are the node's parameters.
 """
@@ -15,8 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from mbrl_ros.data.episodes import Episodes
 from mbrl_ros.dynamics import serialization
+from mbrl_ros.dynamics.evaluation import PredictionError, k_step_errors, time_invariant
 from mbrl_ros.dynamics.ensemble import EnsembleDynamics, EnsembleSettings, TrainStats
 from mbrl_ros.dynamics.tvlg import (
     GlobalModelPrior,
@@ -83,6 +89,50 @@ class LocalFit:
     fit_time_s: float
 
 
+#: Prediction lengths the ensemble is scored at on trials it has not seen (``mbrl-ros fit``'s).
+SCORED_STEPS = (1, 5, 20)
+
+
+@dataclass(frozen=True)
+class UnseenTrialErrors:
+    """The ensemble's k-step position error (RMS over joints and predictions, mrad) on trials no
+    version of it has trained on yet, taken just before it trains on them: for the newest version
+    (``latest_mrad``, by k) and, on the same trials, the one before it (``previous_mrad``; empty
+    for the first). ``iteration``: the controller iteration of the scored trials."""
+
+    iteration: int
+    n_trials: int
+    latest_mrad: dict[int, float]
+    previous_mrad: dict[int, float]
+
+    @property
+    def worse_than_previous(self) -> bool:
+        """The newest version predicts these trials worse than the one before it, at the longest k."""
+        if not self.previous_mrad:
+            return False
+        k = max(self.latest_mrad)
+        return not self.latest_mrad[k] <= self.previous_mrad[k]  # a diverged (NaN) one is worse
+
+    def as_dict(self) -> dict:
+        out = {"unseen_iteration": self.iteration, "unseen_trials": self.n_trials}
+        for name, errors in (("latest", self.latest_mrad), ("previous", self.previous_mrad)):
+            out.update({f"unseen_{k}step_{name}_mrad": round(v, 2) for k, v in errors.items()})
+        return {**out, "worse_than_previous": self.worse_than_previous}
+
+
+def unseen_trial_errors(model, episodes: Episodes) -> dict[int, float]:
+    """``model``'s k-step position error on ``episodes`` (mrad), for each k of :data:`SCORED_STEPS`
+    the episodes are long enough for."""
+    predict = time_invariant(model)
+    out = {}
+    for k in SCORED_STEPS:
+        if k <= episodes.horizon_steps:
+            error = PredictionError.of(k, k_step_errors(predict, episodes, k))
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[k] = float(1e3 * np.sqrt(np.mean(error.position_rad**2)))
+    return out
+
+
 class ModelLearner:
     """Holds the trials, the prior and the ensemble; thread-safe (``add`` from a callback, fits from
     workers)."""
@@ -103,6 +153,8 @@ class ModelLearner:
         # episodes without one): a planner can wait for a model that has seen recent trials.
         self.ensemble_iteration = -1
         self.prior = self._make_prior()
+        self.unseen_errors: UnseenTrialErrors | None = None
+        self._previous_ensemble: bytes | None = None  # the version before the newest, serialized
 
     def physics_model(self):
         if self._physics is None:
@@ -171,12 +223,34 @@ class ModelLearner:
             new, self._new_for_ensemble = self._new_for_ensemble, []
         if not new:
             return None
+        if self.ensemble_trained:
+            self._score_on_unseen(new)
         for episodes in new:
             self.ensemble.add_episodes(episodes)
+        previous = serialization.ensemble_to_bytes(self.ensemble) if self.ensemble_trained else None
         stats = self.ensemble.train(max_epochs=self.settings.ensemble_epochs_per_update, progress=progress)
+        self._previous_ensemble = previous
         self.ensemble_trained = True
         self.ensemble_iteration = max([self.ensemble_iteration] + [int(e.metadata.get("iteration", -1)) for e in new])
         return stats
+
+    def _score_on_unseen(self, new: list[Episodes]) -> None:
+        """Score the newest version and the one before it on the trials about to be trained on, of
+        iterations after the last it trained on (a started-from checkpoint's are not known: until
+        its first training here, every trial counts)."""
+        new = [e for e in new if int(e.metadata.get("iteration", -1)) > self.ensemble_iteration or self.ensemble_iteration < 0]
+        if not new:
+            return
+        by_length: dict[int, list[Episodes]] = {}
+        for episodes in new:
+            by_length.setdefault(episodes.horizon_steps, []).append(episodes)
+        trials = Episodes.concatenate(max(by_length.values(), key=lambda group: sum(e.n_trials for e in group)))
+        previous = {}
+        if self._previous_ensemble is not None:
+            base = self.physics_model() if self.settings.semi_parametric else None
+            previous = unseen_trial_errors(serialization.ensemble_from_bytes(self._previous_ensemble, base_model=base)[0], trials)
+        iteration = max(int(e.metadata.get("iteration", -1)) for e in new)
+        self.unseen_errors = UnseenTrialErrors(iteration, trials.n_trials, unseen_trial_errors(self.ensemble, trials), previous)
 
 
 @dataclass(frozen=True)

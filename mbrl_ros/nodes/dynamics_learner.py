@@ -167,6 +167,7 @@ class DynamicsLearner(Node):
                 self._training = None
                 if stats is None:
                     continue
+                self._report_unseen_errors()
                 self._last_train = {"epochs": stats.epochs, "n_train": stats.n_train, "train_time_s": round(stats.time_s, 3),
                                     "iteration": self._learner.ensemble_iteration}
                 self._publish("ensemble", serialization.ensemble_to_bytes, self._learner.ensemble, self._last_train)
@@ -177,6 +178,14 @@ class DynamicsLearner(Node):
                 continue
             self._counts["ensemble_trainings"] += 1
 
+    def _report_unseen_errors(self) -> None:
+        scored = self._learner.unseen_errors
+        if scored is not None and scored.worse_than_previous:
+            k = max(scored.latest_mrad)
+            self.get_logger().warning(
+                f"the ensemble predicted iteration {scored.iteration}'s trials, before training on them, worse than "
+                f"the version before it: {k}-step error {scored.latest_mrad[k]:.1f} mrad against {scored.previous_mrad[k]:.1f}")
+
     def _on_epoch(self, epoch: int, max_epochs: int) -> None:
         training = self._training
         if training is not None:
@@ -185,12 +194,13 @@ class DynamicsLearner(Node):
             training["ensemble_epoch"] = epoch
 
     def _publish_diagnostics(self) -> None:
-        counts, training = dict(self._counts), self._training
+        counts, training, scored = dict(self._counts), self._training, self._learner.unseen_errors
         level = DiagnosticStatus.WARN if counts["rejected_episodes"] or counts["failed_fits"] or counts["write_errors"] \
-            else DiagnosticStatus.OK
+            or (scored is not None and scored.worse_than_previous) else DiagnosticStatus.OK
         values = {**counts, "last_write_error": self._last_write_error, "model_version": self._model_version,
                   "ensemble_training": training is not None,
-                  "ensemble_epoch": training["ensemble_epoch"] if training is not None else 0, **self._last_train}
+                  "ensemble_epoch": training["ensemble_epoch"] if training is not None else 0, **self._last_train,
+                  **(scored.as_dict() if scored is not None else {})}
         self._diag_pub.publish(
             diagnostic_array(self.get_clock().now().to_msg(), status("dynamics_learner", "", level, "learning", values))
         )

@@ -122,3 +122,63 @@ def test_invalid_node_settings_are_refused_naming_the_field(changes, message):
 
     with pytest.raises(ValueError, match=message):
         LearnerNodeSettings(**changes)
+
+
+def _linear_trials(A: np.ndarray, n: int, seed: int, iteration: int, steps: int = 25) -> Episodes:
+    """``n`` trials of ``x+ = A x + 0.1 u`` under random torques."""
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-1.0, 1.0, (n, steps, NU))
+    x = np.zeros((n, steps + 1, NX))
+    x[:, 0] = rng.uniform(-0.5, 0.5, (n, NX))
+    B = 0.1 * np.vstack([np.eye(NU), np.eye(NU)])
+    for t in range(steps):
+        x[:, t + 1] = x[:, t] @ A.T + u[:, t] @ B.T
+    return Episodes(x, u, np.tile(np.arange(steps + 1) * 0.05, (n, 1)), metadata={"dt_s": 0.05, "iteration": iteration})
+
+
+def test_each_version_is_scored_on_trials_no_version_has_seen_and_a_worse_one_is_flagged():
+    import copy
+
+    from mbrl_ros.dynamics.ensemble import EnsembleSettings
+    from mbrl_ros.dynamics.evaluation import k_step_errors, time_invariant
+
+    settings = LearnerSettings(trials_per_iteration=4, local_prior="none", ensemble_epochs_per_update=60,
+                               ensemble=EnsembleSettings(n_members=2, n_elites=1, hidden_units=32, hidden_layers=2))
+    learner = ModelLearner(settings, nx=NX, nu=NU)
+    A = np.eye(NX) + 0.05 * np.array([[0, 0, 1, 0], [0, 0, 0, 1], [-1, 0, 0, 0], [0, -1, 0, 0]])
+    A_changed = np.eye(NX) + 0.05 * np.array([[0, 0, 1, 0], [0, 0, 0, 1], [1, 0, -2, 0], [0, 1, 0, -2]])
+
+    learner.add(_linear_trials(A, 8, seed=0, iteration=0))
+    learner.train_global()
+    assert learner.unseen_errors is None  # nothing trained before these trials came
+
+    unseen = _linear_trials(A, 4, seed=1, iteration=1)
+    v1 = copy.deepcopy(learner.ensemble)
+    learner.add(unseen)
+    learner.train_global()
+    first = learner.unseen_errors
+    assert first.iteration == 1 and first.n_trials == 4 and not first.previous_mrad
+    assert not first.worse_than_previous
+    # The score is the k-step error of the version before this training, on these trials.
+    for k in (1, 5, 20):
+        error = k_step_errors(time_invariant(v1), unseen, k)[:, :NX // 2]
+        assert first.latest_mrad[k] == pytest.approx(1e3 * np.sqrt(np.mean(error**2)), rel=1e-6)
+    assert first.latest_mrad[1] < first.latest_mrad[5] < first.latest_mrad[20]
+
+    # More trials of the same arm: the newest version is no worse than the one before.
+    learner.add(_linear_trials(A, 4, seed=2, iteration=2))
+    learner.train_global()
+    same_arm = learner.unseen_errors
+    assert same_arm.previous_mrad and not same_arm.worse_than_previous, same_arm
+
+    # Trained on an arm that changed, the newest version predicts the old arm worse than the one before.
+    learner.add(_linear_trials(A_changed, 12, seed=3, iteration=3))
+    learner.train_global()
+    learner.add(_linear_trials(A, 4, seed=4, iteration=4))
+    learner.train_global()
+    scored = learner.unseen_errors
+    assert scored.iteration == 4 and scored.previous_mrad
+    assert scored.latest_mrad[20] > scored.previous_mrad[20]
+    assert scored.worse_than_previous
+    values = scored.as_dict()
+    assert values["worse_than_previous"] is True and values["unseen_20step_latest_mrad"] > values["unseen_20step_previous_mrad"]

@@ -155,9 +155,13 @@ def test_a_learner_killed_while_training_resumes_from_its_checkpoint_and_the_con
     _publish(system, 2)
     assert wait_for(lambda: int(diag["dynamics_learner"].get("ensemble_trainings", 0)) >= 1
                     and int(diag["mpc_controller"]["model_version"]) > meta["model_version"], 180.0), diag
+    # Each training scored the ensemble on the trials it was about to learn from.
+    scored = diag["dynamics_learner"]
+    assert float(scored["unseen_20step_latest_mrad"]) > float(scored["unseen_1step_latest_mrad"]) > 0.0, scored
     versions = [m["model_version"] for _, _, m in seen["models"]]
     print(f"\nlearner SIGKILL during its 2nd ensemble training (its epoch 1 logged); controller on v{version_before} "
           f"throughout ({rate.rate_hz:.1f} Hz over {DEAD_S:g} s, p99 period {rate.p99_s * 1e3:.2f} ms); checkpoints up to "
           f"v{on_disk}; restarted: resumed v{meta['model_version']} = v{version_before}'s weights, at the controller "
           f"{resumed_s:.1f} s after the restart; ensembles {versions}, trained after it: "
-          f"{diag['dynamics_learner']['ensemble_trainings']}")
+          f"{diag['dynamics_learner']['ensemble_trainings']}; on the trials it then trained on, 1/5/20-step "
+          f"{scored['unseen_1step_latest_mrad']} / {scored['unseen_5step_latest_mrad']} / {scored['unseen_20step_latest_mrad']} mrad")
