@@ -118,7 +118,13 @@ def train_model(name: str, train: Episodes, data: DataSettings, max_epochs: int,
     settings = EnsembleSettings(hidden_layers=layers, hidden_units=units, max_epochs_per_train=max_epochs, seed=data.seed)
     tag = hashlib.sha1(json.dumps([data.key(), asdict(settings), semi]).encode()).hexdigest()[:10]
     path = os.path.join(CACHE_DIR, f"model_{name.replace(' ', '_')}_{tag}.safetensors")
-    base = physics if semi else None
+    return cached_ensemble(path, name, train, settings, physics if semi else None, log)
+
+
+def cached_ensemble(path: str, name: str, train: Episodes, settings: EnsembleSettings, base: PhysicsModel | None,
+                    log=print) -> tuple[EnsembleDynamics, dict]:
+    """The ensemble at ``path`` (with ``base``: the semi-parametric model on it), else trained on
+    ``train`` and saved there; returns the model and its training summary."""
     if os.path.exists(path):
         model, meta = serialization.load_ensemble(path, base_model=base)
         return model, meta.get("bench", {})

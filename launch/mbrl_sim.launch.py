@@ -49,6 +49,10 @@ def generate_launch_description():
                                           "horizon on the global model)."),
         DeclareLaunchArgument("robot", default_value="panda", choices=["panda", "iiwa"],
                               description="Robot of the sim, the learner and the controller."),
+        DeclareLaunchArgument("mismatch", default_value="none", choices=["none", "realistic"],
+                              description="Model mismatch of the simulated arm: none (the arm is its URDF) or "
+                                          "realistic (a payload, joint friction, command latency, torque gain errors, "
+                                          "encoder noise; the controller's physics model stays the URDF)."),
         DeclareLaunchArgument("model_source", default_value="learned", choices=["learned", "physics"],
                               description="Model ilqr/mppi plan on: learned (the ensemble from /mbrl/model; they "
                                           "wait for it) or physics (the URDF)."),
@@ -68,7 +72,7 @@ def generate_launch_description():
     # arguments override it.
     nodes = [
         Node(package="mbrl_ros", executable="sim_node", name="sim_node", output="screen",
-             parameters=[config, {"robot": robot}]),
+             parameters=[config, {"robot": robot, "mismatch": LaunchConfiguration("mismatch")}]),
         Node(package="mbrl_ros", executable="trajectory_recorder", name="trajectory_recorder", output="screen",
              parameters=[{"bag_dir": PathJoinSubstitution([output_dir, BAGS])}, config, {"use_sim_time": use_sim_time}]),
         Node(package="mbrl_ros", executable="dynamics_learner", name="dynamics_learner", output="screen",

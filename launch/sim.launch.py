@@ -19,12 +19,16 @@ def generate_launch_description():
     share = get_package_share_directory("mbrl_ros")
     config = LaunchConfiguration("config")
     sim = Node(package="mbrl_ros", executable="sim_node", name="sim_node", output="screen",
-               parameters=[config, {"robot": LaunchConfiguration("robot")}])
+               parameters=[config, {"robot": LaunchConfiguration("robot"), "mismatch": LaunchConfiguration("mismatch")}])
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "sim_panda.yaml"),
                               description="Parameters YAML of sim_node (path)."),
         DeclareLaunchArgument("robot", default_value="panda", choices=["panda", "iiwa"],
                               description="Robot of the sim."),
+        DeclareLaunchArgument("mismatch", default_value="none", choices=["none", "realistic"],
+                              description="Model mismatch of the simulated arm: none (the arm is its URDF) or "
+                                          "realistic (a payload, joint friction, command latency, torque gain errors, "
+                                          "encoder noise)."),
         sim,
         RegisterEventHandler(OnProcessExit(target_action=sim, on_exit=[
             LogInfo(msg="sim_node exited"), Shutdown(reason="sim_node exited")])),

@@ -19,7 +19,7 @@ from typing import Callable
 
 from mbrl_ros.control.modes import MODEL_SOURCES, MODES
 from mbrl_ros.run_folder import BAGS, MODELS, default_run_dir
-from mbrl_ros.sim.robots import ROBOTS
+from mbrl_ros.sim.robots import MISMATCH_PROFILES, ROBOTS
 
 #: The node parameters a run folder fills: ``(node, parameter)`` → its subfolder.
 OUTPUT_PARAMETERS: dict[tuple[str, str], str] = {
@@ -64,6 +64,9 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    "horizon on the global model).", MODES, (("mpc_controller", "mode"),)),
     LaunchArgument("robot", "panda", "Robot of the sim, the learner and the controller.", tuple(ROBOTS),
                    (("sim_node", "robot"), ("dynamics_learner", "robot"), ("mpc_controller", "robot"))),
+    LaunchArgument("mismatch", "none", "Model mismatch of the simulated arm: none (the arm is its URDF) or realistic "
+                   "(a payload, joint friction, command latency, torque gain errors, encoder noise; the controller's "
+                   "physics model stays the URDF).", MISMATCH_PROFILES, (("sim_node", "mismatch"),)),
     LaunchArgument("model_source", "learned", "Model ilqr/mppi plan on: learned (the ensemble from /mbrl/model; "
                    "they wait for it) or physics (the URDF).", MODEL_SOURCES, (("mpc_controller", "model_source"),)),
     LaunchArgument("use_sim_time", "true", "true: the recorder and the controller follow the sim's /clock (the "

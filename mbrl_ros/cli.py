@@ -57,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         settings = demo.DemoSettings(**_given(args, "config", "iterations", "trials_per_iteration", "trial_steps", "hold_s",
-                                              "real_time_factor", "timeout_s", "runs_dir"))
+                                              "real_time_factor", "timeout_s", "runs_dir", "mismatch"))
     except ValueError as err:
         print(f"mbrl-ros demo: {err}", file=sys.stderr)
         return 2
@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_sim_check)
     # demo and fit: an option left out takes its settings class's default (DemoSettings, FitSettings),
     # which is not restated here; those modules load ROS and torch, so this parser does not import them.
+    from mbrl_ros.sim.robots import MISMATCH_PROFILES  # light: names only
+
     demo = sub.add_parser("demo", help="the arm learns to reach from no model (four processes), then holds the goal",
                           argument_default=argparse.SUPPRESS, epilog=_DEFAULTS_EPILOG.format(cls="mbrl_ros.demo.DemoSettings"))
     demo.add_argument("--config", metavar="NAME", help="shipped config name or a YAML path")
@@ -210,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated seconds per wall second")
     demo.add_argument("--timeout-s", dest="timeout_s", type=float, metavar="S", help="give up after this long")
     demo.add_argument("--runs-dir", dest="runs_dir", metavar="DIR", help="the run folder goes here (default: $ROS_HOME/mbrl_ros/runs)")
+    demo.add_argument("--mismatch", choices=MISMATCH_PROFILES, help="the simulated arm differs from its URDF (a payload, "
+                      "friction, latency, gain errors, noise); the goals are then also reached on the URDF model")
     demo.set_defaults(func=_demo)
 
     param = sub.add_parser("param", help="list, get, describe or set a running node's parameters (like ros2 param)")

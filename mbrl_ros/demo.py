@@ -7,7 +7,9 @@ end-effector distance from ``/joint_states``. Everything lands in a run folder,
 ``<runs_dir>/<timestamp>/`` (``runs_dir`` by default ``$ROS_HOME/mbrl_ros/runs``): the bags, model
 checkpoints, node logs, ``learning_curve.png``, ``summary.json`` and ``reaches.gif``: the final
 reaches replayed from the joint states the demo recorded, after the run, in a headless PyBullet
-renderer of its own (:mod:`mbrl_ros.sim.render`).
+renderer of its own (:mod:`mbrl_ros.sim.render`). With ``mismatch`` (a profile of
+:mod:`mbrl_ros.sim.mismatch`) the simulated arm differs from its URDF, and the goals are reached a
+second time on the nominal URDF model (``model_source: physics``), side by side with the learned one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mbrl_ros.ros.diagnostics import status_values
 from mbrl_ros.ros.spin import call_trigger, spinning_node, wait_for
 from mbrl_ros.ros.topic_monitor import TopicMonitor
 from mbrl_ros.run_folder import BAGS, LOGS, MODELS, default_runs_dir, run_name
+from mbrl_ros.sim.robots import MISMATCH_PROFILES
 
 COLUMNS = ("iter", "trials", "final_dist_cm", "cost", "KL", "eps", "model_v", "wall_s")
 
@@ -50,6 +53,7 @@ class DemoSettings:
     reach_s: float = 5.0
     goal_seed: int = 0
     render_reaches: bool = True
+    mismatch: str = "none"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +63,8 @@ class DemoSettings:
             raise ValueError("hold_s must be >= 0, timeout_s and real_time_factor > 0")
         if self.reach_goals < 0 or not self.reach_s > 0 or set(self.reach_planners) - {"ilqr", "mppi"}:
             raise ValueError("reach_goals must be >= 0, reach_s > 0 and reach_planners ilqr and/or mppi")
+        if self.mismatch not in MISMATCH_PROFILES:
+            raise ValueError(f"mismatch must be one of {list(MISMATCH_PROFILES)}, got {self.mismatch!r}")
 
 
 def _row_text(row: dict) -> str:
@@ -83,10 +89,10 @@ def _reach_row_text(row: dict) -> str:
 
 
 def reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinematics, diagnostics: dict, q0: np.ndarray,
-                 goals: np.ndarray, settings: DemoSettings) -> list[dict]:
-    """Each planner, from the start configuration, to each goal: the controller is reset (its
-    ``~/reset`` service), given the goal and the mode, and the end-effector distance is measured
-    from the moment the arm is back at the start for ``reach_s``."""
+                 goals: np.ndarray, settings: DemoSettings, model_source: str = "learned") -> list[dict]:
+    """Each planner, from the start configuration, to each goal, on ``model_source``: the
+    controller is reset (its ``~/reset`` service), given the goal, the mode and the model, and the
+    end-effector distance is measured from the moment the arm is back at the start for ``reach_s``."""
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 
@@ -96,11 +102,13 @@ def reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemati
     nq = kinematics.nq
     rows = []
     print()
-    print(f"reaching {len(goals)} goals no trial trained on, from the start configuration, for {settings.reach_s:g} s each")
+    on_model = f", on the {model_source} model" if settings.mismatch != "none" else ""
+    print(f"reaching {len(goals)} goals no trial trained on, from the start configuration, for {settings.reach_s:g} s each"
+          f"{on_model}")
     print(" ".join(f"{c:>{w}}" for c, w in zip(REACH_COLUMNS, (7, 24, 10, 8, 11, 11, 14, 5))), flush=True)
     for planner in settings.reach_planners:
         for goal in goals:
-            future = params.set_parameters([Parameter("mode", value=planner),
+            future = params.set_parameters([Parameter("mode", value=planner), Parameter("model_source", value=model_source),
                                             Parameter("goal_xyz_m", value=[float(v) for v in goal])])
             if not wait_for(future.done, 10.0) or not all(r.successful for r in future.result().results):
                 raise RuntimeError(f"the controller refused mode {planner} / goal {goal.tolist()}")
@@ -130,7 +138,8 @@ def reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemati
                         latency_p95.append(float(diagnostics.get("plan_latency_p95_ms", "nan")))
                 time.sleep(0.05)
             below = [t for t, d in zip(times, distances) if d < 0.02]
-            rows.append({"planner": planner, "goal_m": goal.tolist(), "distance_at_end_m": distances[-1],
+            rows.append({"planner": planner, "model_source": model_source, "goal_m": goal.tolist(),
+                         "distance_at_end_m": distances[-1],
                          "time_to_2cm_s": below[0] if below else None,
                          "plan_time_p50_ms": float(np.median(p50)) if p50 else float("nan"),
                          "plan_time_p95_ms": float(np.max(p95)) if p95 else float("nan"),
@@ -139,6 +148,21 @@ def reach_goals(node, joints: TopicMonitor, decoder: JointStateDecoder, kinemati
                          "times_s": times, "distances_m": distances, "positions_rad": positions})
             print(_reach_row_text(rows[-1]), flush=True)
     return rows
+
+
+def goal_comparison(reaches: list[dict]) -> str:
+    """The distance after ``reach_s`` per planner and goal, one column per model source."""
+    sources = list(dict.fromkeys(r["model_source"] for r in reaches))
+    table = {}
+    for r in reaches:
+        table.setdefault((r["planner"], tuple(r["goal_m"])), {})[r["model_source"]] = r["distance_at_end_m"]
+    lines = ["final distance (cm) on the mismatched arm: " + ", ".join(f"{s} model" for s in sources),
+             f"{'planner':>7} {'goal_m':>24} " + " ".join(f"{s:>9}" for s in sources)]
+    for (planner, goal), row in table.items():
+        goal_text = "[" + ", ".join(f"{v:.3f}" for v in goal) + "]"
+        lines.append(f"{planner:>7} {goal_text:>24} " + " ".join(
+            f"{row[s] * 100:>9.2f}" if s in row else f"{'–':>9}" for s in sources))
+    return "\n".join(lines)
 
 
 def _plot_reaches(rows: list[dict], model_source: str, path: Path) -> None:
@@ -188,7 +212,7 @@ def run_demo(settings: DemoSettings) -> dict:
     run_dir = Path(settings.runs_dir) / run_name()
     run_dir.mkdir(parents=True)
     overrides = {
-        "sim_node": {"real_time_factor": settings.real_time_factor},
+        "sim_node": {"real_time_factor": settings.real_time_factor, "mismatch": settings.mismatch},
         "trajectory_recorder": {"bag_dir": str(run_dir / BAGS)},
         "dynamics_learner": {"model_dir": str(run_dir / MODELS), "trials_per_iteration": settings.trials_per_iteration,
                              "trial_steps": settings.trial_steps},
@@ -275,7 +299,9 @@ def run_demo(settings: DemoSettings) -> dict:
             if model_source == "learned" and not wait_for(
                     lambda: int(diagnostics.get("ensemble_iteration", "-1")) >= last, max(1.0, deadline - time.monotonic())):
                 raise RuntimeError(f"no ensemble trained on iteration {last} arrived: see {run_dir}/logs")
-            reaches = reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals, settings)
+            reaches = reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals, settings, model_source)
+            if settings.mismatch != "none" and model_source == "learned":  # what the URDF alone does on this arm
+                reaches += reach_goals(node, joints, decoder, kinematics, diagnostics, q0, goals, settings, "physics")
     wall = time.monotonic() - started
     summary = {
         "settings": asdict(settings),
@@ -286,6 +312,7 @@ def run_demo(settings: DemoSettings) -> dict:
         "final_mean_distance_m": rows[-1]["mean_final_distance_m"] if rows else None,
         "best_mean_distance_m": min(r["mean_final_distance_m"] for r in rows) if rows else None,
         "model_source": model_source,
+        "mismatch": settings.mismatch,
         "hold": hold,
         "goal_reaches": [{k: v for k, v in r.items() if k not in ("times_s", "distances_m", "positions_rad")}
                          for r in reaches],
@@ -311,7 +338,8 @@ def _render_reaches(robot: str, model_source: str, reaches: list[dict], path: Pa
     nodes are stopped, so rendering takes no CPU from them)."""
     from mbrl_ros.sim.render import Clip, render_reaches
 
-    clips = [Clip(f"{r['planner']}, {model_source} model, goal [{', '.join(f'{v:.2f}' for v in r['goal_m'])}] m",
+    clips = [Clip(f"{r['planner']}, {r.get('model_source', model_source)} model, "
+                  f"goal [{', '.join(f'{v:.2f}' for v in r['goal_m'])}] m",
                   tuple(r["goal_m"]), np.asarray(r["times_s"]), np.asarray(r["positions_rad"])) for r in reaches]
     report = render_reaches(robot, clips, path)
     return {"path": str(report.path), "frames": report.frames, "render_s": report.render_s, "size_bytes": report.size_bytes}
@@ -333,6 +361,8 @@ def main(settings: DemoSettings) -> int:
           f"(period p99 {summary['joint_states_period_p99_ms']:.2f} ms) in this process")
     print(f"{len(summary['bags'])} bags, {len(summary['models'])} model checkpoints, learning_curve.png and summary.json "
           f"in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)")
+    if summary["mismatch"] != "none" and summary["goal_reaches"]:
+        print(goal_comparison(summary["goal_reaches"]))
     if summary.get("video"):
         video = summary["video"]
         print(f"the reaches, rendered headless: {video['path']} ({video['frames']} frames, "

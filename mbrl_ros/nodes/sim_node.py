@@ -8,6 +8,9 @@ counts wrong-length or non-finite commands; serves ``~/reset`` (std_srvs/Trigger
 For viewers it publishes the URDF it loaded as ``robot_description`` (std_msgs/String, transient
 local) and, at ``link_markers_rate_hz``, ``robot_markers`` (visualization_msgs/MarkerArray): each
 link's mesh at its pose in the base link's frame, so RViz draws the arm without TF.
+With ``mismatch`` (a profile) and the options it sets the defaults of (:mod:`mbrl_ros.sim.mismatch`),
+the arm differs from its URDF: a payload, joint friction, command latency, torque gain errors,
+noise on the published joint states; ``/diagnostics`` reports every option.
 
 Physics runs in its own thread paced against the wall clock (``real_time_factor``; 0 = as fast
 as possible); the executor thread only receives commands, serves resets and reports diagnostics.
@@ -36,7 +39,8 @@ from mbrl_ros.ros.params import LiveSettings, declare_field
 from mbrl_ros.realtime import PeriodStats, use_fifo, use_realtime_process
 from mbrl_ros.ros.spin import run_node
 from mbrl_ros.ros.visualization import link_markers_msg, robot_description_msg
-from mbrl_ros.sim import SIM_PARAMETERS, SimNodeSettings, SimulatedArm
+from mbrl_ros.sim import SIM_PARAMETERS, SimNodeSettings, SimulatedArm, robot_spec
+from mbrl_ros.sim.mismatch import MISMATCH_PARAMETERS, MismatchSettings, mismatch_profile
 from mbrl_ros.sim.description import robot_description
 
 #: A pacing loop that falls further behind than this re-synchronises instead of bursting.
@@ -50,13 +54,17 @@ class SimNode(Node):
         robot = declare_field(self, SimNodeSettings(), SIM_PARAMETERS, "robot")
         self._settings = LiveSettings(self, SimNodeSettings(robot=robot), SIM_PARAMETERS, self._on_settings_changed)
         settings = self._settings.value
+        # The profile first: it gives the other mismatch options their defaults.
+        profile = declare_field(self, MismatchSettings(), MISMATCH_PARAMETERS, "mismatch")
+        self._mismatch = LiveSettings(self, mismatch_profile(profile, robot_spec(robot).nq), MISMATCH_PARAMETERS,
+                                      self._on_mismatch_changed)
         self._command_timeout_s = settings.command_timeout_s
         self._publish_rate_hz = settings.publish_rate_hz
         self._steps_per_tick = settings.steps_per_tick
         self._real_time_factor = settings.real_time_factor
         self._publish_clock = settings.publish_clock
 
-        self._arm = SimulatedArm(settings)
+        self._arm = SimulatedArm(settings, self._mismatch.value)
         self._lock = threading.Lock()
         self._command = np.zeros(self._arm.nq)
         self._command_time_s = -np.inf
@@ -90,12 +98,17 @@ class SimNode(Node):
         self.get_logger().info(
             f"{settings.robot}: {self._arm.nq} joints, physics {settings.physics_rate_hz:g} Hz, joint_states "
             f"{self._publish_rate_hz:g} Hz, real-time factor {self._real_time_factor:g}, gravity compensation "
-            f"{'emulated (commands are added to g(q))' if self._arm.gravity_compensated else 'off'}"
+            f"{'emulated (commands are added to g(q))' if self._arm.gravity_compensated else 'off'}, model mismatch "
+            f"{self._mismatch.value.mismatch if self._mismatch.value.active else 'none'}"
         )
 
     def _on_settings_changed(self, settings: SimNodeSettings, changed: set[str]) -> None:
         # command_timeout_s is the only one that may change while running.
         self._command_timeout_s = settings.command_timeout_s
+
+    def _on_mismatch_changed(self, mismatch: MismatchSettings, changed: set[str]) -> None:
+        with self._lock:  # the live ones: friction, torque gains, noise
+            self._arm.set_mismatch(mismatch)
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         try:
@@ -176,6 +189,8 @@ class SimNode(Node):
             "real_time_factor_achieved": sim_s / wall if wall > 0 else 0.0,
             "sim_time_s": sim_s,
             **counts,
+            "mismatch_active": self._arm.mismatch.active,
+            **self._arm.mismatch.as_dict(),
         }
         level = DiagnosticStatus.OK
         message = "running"

@@ -8,6 +8,7 @@ the same file describes exactly the simulated arm.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from pybullet_utils.bullet_client import BulletClient
 from mbrl_ros.arm_contract import COMMAND_TIMEOUT_S
 from mbrl_ros.settings import ParameterInfo, check_parameters
 
+from .mismatch import Mismatch, MismatchSettings, payload_urdf
 from .robots import ROBOTS, RobotSpec, robot_spec
 
 
@@ -159,20 +161,27 @@ class SimulatedArm:
 
     ``step(tau)`` clips the command to the URDF effort limits, adds the gravity torque if gravity
     compensation is emulated, clips the total again (the motors' own limit), and advances physics.
+
+    ``mismatch`` makes the arm differ from its URDF (:mod:`mbrl_ros.sim.mismatch`: payload,
+    friction, latency, torque gains, observation noise); :meth:`gravity_torque` and
+    :meth:`mass_matrix` stay the nominal URDF's, what the arm's own controller knows.
     """
 
-    def __init__(self, settings: SimSettings | None = None) -> None:
+    def __init__(self, settings: SimSettings | None = None, mismatch: MismatchSettings | None = None) -> None:
         self.settings = settings or SimSettings()
         self.spec = self.settings.spec
-        self._client = BulletClient(connection_mode=pybullet.GUI if self.settings.gui else pybullet.DIRECT)
-        self._client.setGravity(0.0, 0.0, -9.81)
-        self._client.setTimeStep(1.0 / self.settings.physics_rate_hz)
-        self._body = self._client.loadURDF(
-            self.spec.urdf_path,
-            useFixedBase=True,
-            flags=pybullet.URDF_USE_INERTIA_FROM_FILE,
-        )
-        self._joints = self._index_joints()
+        self.mismatch = mismatch or MismatchSettings()
+        self._mismatch = Mismatch(self.mismatch, self.spec.nq, 1.0 / self.settings.physics_rate_hz, self.settings.seed)
+        self._client = self._new_client(self.settings.gui)
+        self._body = self._load(self._client, self.mismatch.has_payload)
+        self._joints = self._index_joints(self._client, self._body)
+        # The nominal URDF's g(q) and M(q) for a body that carries a payload: what FCI adds without a
+        # configured load, and what a user's model of the arm says.
+        self._model_client, self._model_body, self._model_joints = self._client, self._body, self._joints
+        if self.mismatch.has_payload:
+            self._model_client = self._new_client(False)
+            self._model_body = self._load(self._model_client, False)
+            self._model_joints = self._index_joints(self._model_client, self._model_body)
         self.nq = self.spec.nq
         lower, upper, effort, velocity = [], [], [], []
         for j in self._joints.arm:
@@ -189,9 +198,7 @@ class SimulatedArm:
         # model of the URDF predicts; a real arm's friction is modelled by joint damping instead.
         for link in range(-1, self._client.getNumJoints(self._body)):
             self._client.changeDynamics(self._body, link, linearDamping=0.0, angularDamping=0.0)
-        self._client.setJointMotorControlArray(
-            self._body, self._joints.arm, pybullet.VELOCITY_CONTROL, forces=[0.0] * self.nq
-        )
+        self._set_joint_motors()
         self._rng = np.random.default_rng(self.settings.seed)
         self._steps = 0
         self._applied = np.zeros(self.nq)
@@ -217,11 +224,44 @@ class SimulatedArm:
     def gravity_compensated(self) -> bool:
         return self.settings.gravity_compensated
 
-    def _index_joints(self) -> _JointTable:
+    def _set_joint_motors(self) -> None:
+        # The velocity motors, off for a torque-controlled arm, are its Coulomb friction when mismatched.
+        self._client.setJointMotorControlArray(
+            self._body, self._joints.arm, pybullet.VELOCITY_CONTROL, targetVelocities=[0.0] * self.nq,
+            forces=self._mismatch.coulomb.tolist()
+        )
+
+    def set_mismatch(self, mismatch: MismatchSettings) -> None:
+        """Change the friction, torque gains and observation noise of a running arm; the payload
+        (part of the body) and the latency (the command FIFO) stay as constructed."""
+        fixed = ("payload_mass_kg", "payload_com_m", "payload_inertia_kgm2", "command_latency_ms")
+        changed = [name for name in fixed if getattr(mismatch, name) != getattr(self.mismatch, name)]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} cannot change while the arm runs")
+        runtime = Mismatch(mismatch, self.nq, self.dt_s, self.settings.seed)
+        runtime.take_commands(self._mismatch)
+        self.mismatch, self._mismatch = mismatch, runtime
+        self._set_joint_motors()
+
+    def _new_client(self, gui: bool) -> BulletClient:
+        client = BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
+        client.setGravity(0.0, 0.0, -9.81)
+        client.setTimeStep(1.0 / self.settings.physics_rate_hz)
+        return client
+
+    def _load(self, client: BulletClient, with_payload: bool) -> int:
+        flags = pybullet.URDF_USE_INERTIA_FROM_FILE
+        if not with_payload:
+            return client.loadURDF(self.spec.urdf_path, useFixedBase=True, flags=flags)
+        with tempfile.TemporaryDirectory(prefix="mbrl_payload_") as folder:
+            path = payload_urdf(self.spec.urdf_path, self.spec.ee_link, self.mismatch, folder)
+            return client.loadURDF(path, useFixedBase=True, flags=flags)
+
+    def _index_joints(self, client: BulletClient, body: int) -> _JointTable:
         table = _JointTable()
         by_name = {}
-        for j in range(self._client.getNumJoints(self._body)):
-            info = self._client.getJointInfo(self._body, j)
+        for j in range(client.getNumJoints(body)):
+            info = client.getJointInfo(body, j)
             name = info[1].decode()
             by_name[name] = j
             if info[2] != pybullet.JOINT_FIXED:
@@ -259,6 +299,7 @@ class SimulatedArm:
             )
         self._steps = 0
         self._applied[:] = 0.0
+        self._mismatch.reset()
         self._read_state()
         return self.state()
 
@@ -269,28 +310,34 @@ class SimulatedArm:
             self._qd[i] = s[1]
 
     def state(self) -> ArmState:
-        """The current measured state (copies)."""
-        return ArmState(self._q.copy(), self._qd.copy(), self._applied.copy(), self.time_s)
+        """The current measured state (copies; with observation noise when mismatched)."""
+        q, qd = self._mismatch.observe(self._q, self._qd, self._steps)
+        return ArmState(q, qd, self._applied.copy(), self.time_s)
 
-    def _movable_positions(self, q: np.ndarray) -> list[float]:
+    @staticmethod
+    def _movable_positions(joints: _JointTable, q: np.ndarray) -> list[float]:
         """Positions of every movable joint (PyBullet's dynamics API wants all of them)."""
-        full = {j: float(v) for j, v in zip(self._joints.arm, q)}
-        full.update({j: float(v) for j, v in self._joints.held})
-        return [full[j] for j in self._joints.movable]
+        full = {j: float(v) for j, v in zip(joints.arm, q)}
+        full.update({j: float(v) for j, v in joints.held})
+        return [full[j] for j in joints.movable]
 
-    def gravity_torque(self, positions_rad: np.ndarray | None = None) -> np.ndarray:
-        """Gravity torque g(q) (N·m) of the arm joints at ``positions_rad`` (default: now)."""
+    def gravity_torque(self, positions_rad: np.ndarray | None = None, nominal: bool = True) -> np.ndarray:
+        """Gravity torque g(q) (N·m) of the arm joints at ``positions_rad`` (default: now), of the
+        nominal URDF (``nominal=False``: of the simulated body, a payload included)."""
         q = self._q if positions_rad is None else np.asarray(positions_rad, dtype=float)
-        zeros = [0.0] * len(self._joints.movable)
-        tau = self._client.calculateInverseDynamics(self._body, self._movable_positions(q), zeros, zeros)
-        index = [self._joints.movable.index(j) for j in self._joints.arm]
+        client, body, joints = (self._model_client, self._model_body, self._model_joints) if nominal else \
+            (self._client, self._body, self._joints)
+        zeros = [0.0] * len(joints.movable)
+        tau = client.calculateInverseDynamics(body, self._movable_positions(joints, q), zeros, zeros)
+        index = [joints.movable.index(j) for j in joints.arm]
         return np.asarray(tau)[index]
 
     def mass_matrix(self, positions_rad: np.ndarray | None = None) -> np.ndarray:
-        """Joint-space inertia M(q) of the arm joints, shape ``(nq, nq)``."""
+        """Joint-space inertia M(q) of the arm joints of the nominal URDF, shape ``(nq, nq)``."""
         q = self._q if positions_rad is None else np.asarray(positions_rad, dtype=float)
-        m = np.asarray(self._client.calculateMassMatrix(self._body, self._movable_positions(q)))
-        index = [self._joints.movable.index(j) for j in self._joints.arm]
+        joints = self._model_joints
+        m = np.asarray(self._model_client.calculateMassMatrix(self._model_body, self._movable_positions(joints, q)))
+        index = [joints.movable.index(j) for j in joints.arm]
         return m[np.ix_(index, index)]
 
     def ee_position(self) -> np.ndarray:
@@ -328,15 +375,18 @@ class SimulatedArm:
             raise ValueError(f"torque must be {self.nq} finite values, got {np.asarray(torque_nm).tolist()}")
         command = self.clip_torque(tau)
         damping = self.settings.joint_damping_nms_per_rad
+        mismatch = self._mismatch
         for _ in range(n_steps):
-            total = command.copy()
+            total = mismatch.delayed(command).copy()
             if self.gravity_compensated:
                 total += self.gravity_torque()
+            total = mismatch.motor_torque(total)
             if damping > 0.0:
                 total -= damping * self._qd
             self._applied = self.clip_torque(total)
+            physics = self._applied + mismatch.friction_torque(self._qd) if mismatch.has_viscous else self._applied
             self._client.setJointMotorControlArray(
-                self._body, self._joints.arm, pybullet.TORQUE_CONTROL, forces=self._applied.tolist()
+                self._body, self._joints.arm, pybullet.TORQUE_CONTROL, forces=physics.tolist()
             )
             self._client.stepSimulation()
             self._steps += 1
@@ -346,6 +396,8 @@ class SimulatedArm:
     def close(self) -> None:
         """Disconnect from the physics server."""
         if self._client is not None:
+            if self._model_client is not self._client:
+                self._model_client.disconnect()
             self._client.disconnect()
             self._client = None
 

@@ -63,6 +63,11 @@ ROBOTS: dict[str, RobotSpec] = {
 }
 
 
+#: The named model mismatches of :mod:`mbrl_ros.sim.mismatch`, listed here so that the command
+#: line's parser reads them without loading numpy.
+MISMATCH_PROFILES = ("none", "realistic")
+
+
 def robot_spec(name: str) -> RobotSpec:
     """Return the registered robot called ``name`` or raise ``ValueError`` listing the known ones."""
     try:

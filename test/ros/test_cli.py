@@ -24,9 +24,9 @@ def test_demo_without_options_runs_the_demo_settings_defaults(captured):
 
 def test_demo_options_set_their_fields(captured):
     assert main(["demo", "--config", "other", "--iterations", "3", "--trials", "4", "--steps", "50", "--hold-s", "0",
-                 "--real-time-factor", "2", "--timeout-s", "60", "--runs-dir", "out"]) == 0
+                 "--real-time-factor", "2", "--timeout-s", "60", "--runs-dir", "out", "--mismatch", "realistic"]) == 0
     assert captured == [demo.DemoSettings(config="other", iterations=3, trials_per_iteration=4, trial_steps=50, hold_s=0.0,
-                                          real_time_factor=2.0, timeout_s=60.0, runs_dir="out")]
+                                          real_time_factor=2.0, timeout_s=60.0, runs_dir="out", mismatch="realistic")]
 
 
 def test_fit_without_options_runs_the_fit_settings_defaults(captured):
