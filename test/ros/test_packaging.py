@@ -41,17 +41,19 @@ def launched_executables(path: Path) -> set[str]:
 
 
 def node_settings() -> dict:
-    """Every node executable's settings class and parameter table."""
+    """Every node executable's settings classes and their parameter tables (the sim_node's
+    mismatch options are a table of their own)."""
     from mbrl_ros.control.controller_settings import PARAMETERS, ControllerSettings
     from mbrl_ros.data.trial_assembly import RECORDER_PARAMETERS, RecorderNodeSettings
     from mbrl_ros.dynamics.learner import LEARNER_PARAMETERS, LearnerNodeSettings
     from mbrl_ros.sim.arm import SIM_PARAMETERS, SimNodeSettings
+    from mbrl_ros.sim.mismatch import MISMATCH_PARAMETERS, MismatchSettings
 
     return {
-        "sim_node": (SimNodeSettings, SIM_PARAMETERS),
-        "trajectory_recorder": (RecorderNodeSettings, RECORDER_PARAMETERS),
-        "dynamics_learner": (LearnerNodeSettings, LEARNER_PARAMETERS),
-        "mpc_controller": (ControllerSettings, PARAMETERS),
+        "sim_node": [(SimNodeSettings, SIM_PARAMETERS), (MismatchSettings, MISMATCH_PARAMETERS)],
+        "trajectory_recorder": [(RecorderNodeSettings, RECORDER_PARAMETERS)],
+        "dynamics_learner": [(LearnerNodeSettings, LEARNER_PARAMETERS)],
+        "mpc_controller": [(ControllerSettings, PARAMETERS)],
     }
 
 
@@ -62,8 +64,9 @@ RCLPY_PARAMETERS = {"use_sim_time"}
 def test_every_node_executable_has_a_settings_table():
     assert {p.name for p in CONFIG_FILES} >= {"mbrl_sim.yaml", "sim_panda.yaml"} and LAUNCH_FILES
     assert set(node_settings()) == installed_executables() - {"mbrl-ros"}
-    for executable, (cls, table) in node_settings().items():
-        assert set(table) == {f.name for f in fields(cls)}, executable
+    for executable, pairs in node_settings().items():
+        for cls, table in pairs:
+            assert set(table) == {f.name for f in fields(cls)}, executable
 
 
 @pytest.mark.parametrize("config_file", CONFIG_FILES, ids=lambda p: p.name)
@@ -73,20 +76,24 @@ def test_config_sections_set_valid_settings_of_real_nodes(config_file):
     tables = node_settings()
     for node_name, section in yaml.safe_load(config_file.read_text()).items():
         assert node_name in tables, f"{config_file.name}: no node executable {node_name!r}"
-        cls, table = tables[node_name]
         values = {k: v for k, v in section["ros__parameters"].items() if k not in RCLPY_PARAMETERS}
-        unknown = sorted(set(values) - set(table))
+        unknown = sorted(set(values) - {name for _, table in tables[node_name] for name in table})
         assert not unknown, f"{config_file.name}: {node_name} has no parameters {unknown}"
-        defaults = cls()
-        for name, value in values.items():
-            default = getattr(defaults, name)
-            if isinstance(default, tuple):
-                assert isinstance(value, list) and all(type(v) is type(default[0]) for v in value), (config_file.name, name)
-            else:
-                assert type(value) is type(default), f"{config_file.name}: {node_name}.{name} = {value!r} is not a {type(default).__name__}"
-        settings = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        for name, value in values.items():
-            assert getattr(settings, name) == (tuple(value) if isinstance(value, list) else value)
+        for cls, table in tables[node_name]:
+            _check_values(config_file.name, node_name, cls, {k: v for k, v in values.items() if k in table})
+
+
+def _check_values(file_name: str, node_name: str, cls, values: dict) -> None:
+    defaults = cls()
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        if isinstance(default, tuple):
+            assert isinstance(value, list) and all(type(v) is type(default[0]) for v in value), (file_name, name)
+        else:
+            assert type(value) is type(default), f"{file_name}: {node_name}.{name} = {value!r} is not a {type(default).__name__}"
+    settings = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    for name, value in values.items():
+        assert getattr(settings, name) == (tuple(value) if isinstance(value, list) else value)
 
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
